@@ -247,4 +247,45 @@ mod tests {
         let other = DocumentId::new(u, InternalId([0; 16]));
         assert!(!span.contains(&document_key(&other, Timestamp::MAX)));
     }
+
+    /// The examples in docs/storage-format.md, byte for byte.
+    #[test]
+    fn storage_format_examples_match_docs() {
+        use value::{IndexKey, Value, key};
+        let hex = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let table = TableNumber::new(10001).expect("valid");
+        let internal: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let id = DocumentId::new(table, InternalId(internal));
+        assert_eq!(id.encode(), "j57000820c20a1g7104gm2rc1m70ynr8");
+        assert_eq!(
+            hex(&document_key(&id, Timestamp(5))),
+            "00 00 27 11 00 00 00 00 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f \
+             ff ff ff ff ff ff ff fa"
+        );
+        let k = IndexKey::from_parts(&[Some(&Value::Int64(5))]).expect("small");
+        let entry = index_entry(k.as_bytes(), &id.internal);
+        let raw = version_key(&index_prefix(table, IndexNumber(1)), &entry, Timestamp(5));
+        assert_eq!(
+            hex(&raw[..17]),
+            "00 00 27 11 00 00 00 01 03 80 00 00 00 00 00 00 05"
+        );
+        let enc = |v: &Value| {
+            let mut out = Vec::new();
+            key::encode(v, &mut out);
+            hex(&out)
+        };
+        assert_eq!(enc(&Value::Null), "02");
+        assert_eq!(enc(&Value::Int64(-1)), "03 7f ff ff ff ff ff ff ff");
+        assert_eq!(enc(&Value::Float64(1.0)), "04 bf f0 00 00 00 00 00 00");
+        assert_eq!(enc(&Value::String("a\0b".into())), "07 61 00 ff 62 00 00");
+        assert_eq!(enc(&Value::Array(vec![Value::Boolean(true)])), "09 06 00");
+        let obj = Value::Object([("x".to_string(), Value::Null)].into_iter().collect());
+        assert_eq!(enc(&obj), "0a 01 78 00 00 02 00");
+    }
 }
