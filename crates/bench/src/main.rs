@@ -2,6 +2,7 @@
 //! Results go into `docs/benchmarks.md` together with the command that produced them.
 //!
 //! Usage: `chorus-bench store [--batches N] [--reads N] [--dir PATH]`
+//!        `chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]`
 
 use std::time::{Duration, Instant};
 
@@ -11,13 +12,18 @@ use store::{
 };
 use value::{DocumentId, IndexKey, InternalId, TableNumber, Value};
 
+mod commit;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("store") => store_bench(&args[1..]),
+        Some("commit") => commit::run(&args[1..]),
         _ => Err(
-            "usage: chorus-bench store [--batches N] [--reads N] [--dir PATH]\n  \
-             store: MVCC store on fjall: durable 100-document batches, point reads, index scans"
+            "usage: chorus-bench store [--batches N] [--reads N] [--dir PATH]\n       \
+             chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]\n  \
+             store:  MVCC store on fjall: durable 100-document batches, point reads, index scans\n  \
+             commit: transactions through the committer, durable, closed-loop writers"
                 .to_string(),
         ),
     };
@@ -79,7 +85,7 @@ fn internal_id(n: u64) -> InternalId {
     InternalId(bytes)
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
@@ -106,7 +112,7 @@ fn machine() -> String {
     )
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -114,7 +120,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[at.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

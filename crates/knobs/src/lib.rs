@@ -45,3 +45,31 @@ pub const RESTORE_BATCH_ROWS: usize = 10_000;
 /// Largest single record (key or value) a checkpoint stream may announce; anything larger
 /// is corruption and is refused before allocating.
 pub const CHECKPOINT_RECORD_MAX_BYTES: usize = 64 << 20;
+
+// ---- Timestamps and commits ----
+
+/// How far ahead of the wall clock the timestamp oracle persists its window, in milliseconds;
+/// one fsync buys this much time of timestamps, and a restart skips at most this much.
+pub const TSO_WINDOW_MS: u64 = 3_000;
+/// Most transactions the committer puts in one log entry (one replication round, one fsync).
+pub const COMMIT_GROUP_MAX_TRANSACTIONS: usize = 1_024;
+/// Commit requests that may wait for the committer before callers are pushed back.
+pub const COMMIT_QUEUE_MAX_REQUESTS: usize = 4_096;
+/// Commits kept in the write log for validation (and later, subscriptions).
+pub const WRITE_LOG_MAX_COMMITS: usize = 100_000;
+/// How long, in milliseconds of commit time, a commit stays in the write log. A transaction
+/// whose read timestamp is older than the oldest retained commit cannot be validated and is
+/// retried.
+pub const WRITE_LOG_MAX_AGE_MS: u64 = 60_000;
+/// Most documents one transaction may read.
+pub const TRANSACTION_MAX_READ_DOCUMENTS: usize = 32_000;
+/// Most index ranges one transaction may read (its read set's size).
+pub const TRANSACTION_MAX_READ_RANGES: usize = 4_096;
+/// Most documents one transaction may write (same as a commit's limit in the store).
+pub const TRANSACTION_MAX_WRITE_DOCUMENTS: usize = COMMIT_MAX_DOCUMENTS;
+/// Most bytes of documents one transaction may write.
+pub const TRANSACTION_MAX_WRITE_BYTES: usize = 16 << 20;
+/// Attempts at a mutation before giving up on repeated conflicts.
+pub const TRANSACTION_MAX_ATTEMPTS: u32 = 16;
+/// First retry backoff after a conflict, in microseconds; doubles per attempt (up to 2^8×).
+pub const TRANSACTION_RETRY_BACKOFF_US: u64 = 100;

@@ -470,6 +470,25 @@ pub fn invalid_batch_writes_nothing(h: &mut dyn Harness) {
         store.apply(&too_many),
         Err(StoreError::InvalidBatch(_))
     ));
+    let too_big = batch(
+        1,
+        vec![Commit {
+            ts: Timestamp(10),
+            documents: vec![DocumentWrite {
+                id: doc(1),
+                body: Some(vec![0u8; knobs::APPLY_BATCH_MAX_BYTES]),
+            }],
+            index_entries: vec![],
+        }],
+    );
+    assert!(matches!(
+        store.apply(&too_big),
+        Err(StoreError::InvalidBatch(_))
+    ));
+    assert!(matches!(
+        crate::validate_commits(&too_big.commits),
+        Err(StoreError::InvalidBatch(_))
+    ));
     assert_eq!(store.applied(), None);
     assert_eq!(store.get(&doc(1), Timestamp::MAX).expect("get"), None);
     let snap = engine.snapshot();

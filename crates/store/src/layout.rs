@@ -20,6 +20,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use value::{DocumentId, InternalId, TableNumber};
 
 /// On-disk format version, stored in the meta space; a store refuses to open another version.
@@ -38,7 +40,9 @@ pub(crate) const VERSION_LIVE: u8 = 0x01;
 /// A commit timestamp: the identity of a commit on every replica. Chorus timestamps are
 /// Convex-compatible (nanoseconds since the Unix epoch on the wire), strictly increasing per
 /// commit; the store itself only needs their order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -53,7 +57,7 @@ impl fmt::Display for Timestamp {
 }
 
 /// Which index of a table an entry belongs to. 0 is the documents themselves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IndexNumber(pub u32);
 
 impl IndexNumber {
@@ -66,7 +70,9 @@ impl IndexNumber {
 }
 
 /// The position of an entry in the Raft log that produced it: `(term, index)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct LogPosition {
     pub term: u64,
     pub index: u64,

@@ -24,5 +24,5 @@ pub use layout::{IndexNumber, KeyRange, KeySpan, LogPosition, Timestamp};
 pub use mem::MemEngine;
 pub use mvcc::{
     AppliedState, ApplyBatch, ApplyOutcome, Commit, DocVersion, DocumentWrite, GcStats, IndexWrite,
-    MvccStore, Order, ScanPage, ScanRequest, ScanRow,
+    MvccStore, Order, ScanPage, ScanRequest, ScanRow, validate_commits,
 };

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use serde::{Deserialize, Serialize};
 use value::{DocumentId, IndexKey, InternalId};
 
 use crate::engine::{Direction, Durability, KvBatch, KvEngine, KvSnapshot, Space};
@@ -33,7 +34,7 @@ pub(crate) const META_GC_WATERMARK: &[u8] = b"gc_watermark";
 pub(crate) const META_RESTORING: &[u8] = b"restoring";
 
 /// A document write inside a commit: the new body, or `None` for a deletion.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentWrite {
     pub id: DocumentId,
     pub body: Option<Vec<u8>>,
@@ -42,7 +43,7 @@ pub struct DocumentWrite {
 /// An index entry write inside a commit: from this commit on, the entry `(key, id)` of
 /// `index` exists (`live`) or no longer exists. The transaction layer derives these from the
 /// table's indexes and the old and new document.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexWrite {
     pub index: IndexNumber,
     pub key: IndexKey,
@@ -51,7 +52,7 @@ pub struct IndexWrite {
 }
 
 /// Every write of one transaction, at its commit timestamp.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
     pub ts: Timestamp,
     pub documents: Vec<DocumentWrite>,
@@ -366,21 +367,21 @@ impl MvccStore {
             }
             return Ok(ApplyOutcome::AlreadyApplied);
         }
+        let bytes = validate_commits(&batch.commits)?;
         let mut max_ts = current
             .as_ref()
             .map_or(Timestamp::MIN, |applied| applied.max_commit_ts);
         let mut kv = KvBatch::new();
         for commit in &batch.commits {
-            encode_commit(commit, &mut kv)?;
+            encode_commit(commit, &mut kv);
             max_ts = max_ts.max(commit.ts);
         }
-        if kv.bytes() > knobs::APPLY_BATCH_MAX_BYTES {
-            return Err(StoreError::InvalidBatch(format!(
-                "batch carries {} bytes, over the limit of {}",
-                kv.bytes(),
-                knobs::APPLY_BATCH_MAX_BYTES
-            )));
-        }
+        // The validation's byte count is exact; a mismatch means the two drifted apart.
+        assert_eq!(
+            kv.bytes(),
+            bytes,
+            "validate_commits must count what encode_commit writes"
+        );
         let applied = AppliedState {
             position: batch.position,
             max_commit_ts: max_ts,
@@ -503,15 +504,54 @@ pub(crate) fn read_state(snap: &dyn KvSnapshot) -> Result<StoreState, StoreError
     })
 }
 
-fn encode_commit(commit: &Commit, kv: &mut KvBatch) -> Result<(), StoreError> {
-    if commit.documents.len() > knobs::COMMIT_MAX_DOCUMENTS {
+/// Checks `commits` against every rule [`MvccStore::apply`] enforces on a batch, without
+/// touching the store, and returns the bytes of keys and values the batch will write. A
+/// replicated log calls this before proposing, because an entry the store refuses would stop
+/// every replica.
+pub fn validate_commits(commits: &[Commit]) -> Result<usize, StoreError> {
+    let mut bytes = 0usize;
+    for commit in commits {
+        if commit.documents.len() > knobs::COMMIT_MAX_DOCUMENTS {
+            return Err(StoreError::InvalidBatch(format!(
+                "commit at {} writes {} documents, over the limit of {}",
+                commit.ts,
+                commit.documents.len(),
+                knobs::COMMIT_MAX_DOCUMENTS
+            )));
+        }
+        for write in &commit.documents {
+            bytes += PREFIX_LEN + ID_LEN + TS_LEN + 1 + write.body.as_ref().map_or(0, Vec::len);
+        }
+        for write in &commit.index_entries {
+            if write.index.is_documents() {
+                return Err(StoreError::InvalidBatch(format!(
+                    "index entry for document {} names index 0, which holds the documents",
+                    write.id
+                )));
+            }
+            if write.key.len() > knobs::INDEX_KEY_MAX_BYTES {
+                return Err(StoreError::InvalidBatch(format!(
+                    "index key of {} bytes for document {} is over the limit of {}",
+                    write.key.len(),
+                    write.id,
+                    knobs::INDEX_KEY_MAX_BYTES
+                )));
+            }
+            bytes += PREFIX_LEN + write.key.len() + ID_LEN + TS_LEN + 1;
+        }
+    }
+    if bytes > knobs::APPLY_BATCH_MAX_BYTES {
         return Err(StoreError::InvalidBatch(format!(
-            "commit at {} writes {} documents, over the limit of {}",
-            commit.ts,
-            commit.documents.len(),
-            knobs::COMMIT_MAX_DOCUMENTS
+            "batch carries {bytes} bytes, over the limit of {}",
+            knobs::APPLY_BATCH_MAX_BYTES
         )));
     }
+    Ok(bytes)
+}
+
+/// Adds the versions `commit` writes to `kv`. The commit must have passed
+/// [`validate_commits`].
+fn encode_commit(commit: &Commit, kv: &mut KvBatch) {
     for write in &commit.documents {
         let value = match &write.body {
             Some(body) => {
@@ -525,20 +565,6 @@ fn encode_commit(commit: &Commit, kv: &mut KvBatch) -> Result<(), StoreError> {
         kv.put(Space::Data, document_key(&write.id, commit.ts), value);
     }
     for write in &commit.index_entries {
-        if write.index.is_documents() {
-            return Err(StoreError::InvalidBatch(format!(
-                "index entry for document {} names index 0, which holds the documents",
-                write.id
-            )));
-        }
-        if write.key.len() > knobs::INDEX_KEY_MAX_BYTES {
-            return Err(StoreError::InvalidBatch(format!(
-                "index key of {} bytes for document {} is over the limit of {}",
-                write.key.len(),
-                write.id,
-                knobs::INDEX_KEY_MAX_BYTES
-            )));
-        }
         let prefix = index_prefix(write.id.table, write.index);
         let entry = index_entry(write.key.as_bytes(), &write.id.internal);
         let marker = if write.live {
@@ -552,7 +578,6 @@ fn encode_commit(commit: &Commit, kv: &mut KvBatch) -> Result<(), StoreError> {
             vec![marker],
         );
     }
-    Ok(())
 }
 
 pub(crate) fn get_in(

@@ -11,6 +11,7 @@
 //! version 0, stored little-endian as `[c0, c1]`. A string decodes only if it is exactly what
 //! encoding its id produces, so every id has one spelling.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -30,7 +31,7 @@ pub const ID_MIN_CHARS: usize = base32::encoded_len(1 + INTERNAL_ID_LEN + FOOTER
 pub const ID_MAX_CHARS: usize = base32::encoded_len(VARINT_MAX_LEN + INTERNAL_ID_LEN + FOOTER_LEN);
 
 /// A table's number; never 0. User tables start at 10001 in Convex.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TableNumber(NonZeroU32);
 
 impl TableNumber {
@@ -53,7 +54,7 @@ impl fmt::Display for TableNumber {
 }
 
 /// The 16 bytes that identify a document within its table. Any 16 bytes are valid.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InternalId(pub [u8; INTERNAL_ID_LEN]);
 
 impl fmt::Debug for InternalId {
@@ -67,7 +68,8 @@ impl fmt::Debug for InternalId {
 }
 
 /// A document's id: its table and its internal id. Ordered by table, then internal id.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serde (used by Chorus's internal binary formats) writes the parts, not the string.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DocumentId {
     pub table: TableNumber,
     pub internal: InternalId,

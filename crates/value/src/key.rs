@@ -36,6 +36,7 @@
 //! Decoding is bounded: at most `VALUE_MAX_NESTING` levels of containers, UTF-8 checked, and
 //! object names must be strictly increasing. It never panics on arbitrary input.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use knobs::{INDEX_KEY_MAX_BYTES, VALUE_MAX_NESTING};
@@ -154,7 +155,9 @@ pub fn decode_parts(bytes: &[u8]) -> Result<Vec<Option<Value>>, KeyError> {
 /// An encoded tuple of index parts, at most `INDEX_KEY_MAX_BYTES` long. Its bytewise order
 /// (the derived `Ord`) is the tuple order: lexicographic, missing below every value, a proper
 /// prefix first.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serde (internal binary formats only) carries the bytes as they are: the writer built them
+/// with `from_parts`, and the reader trusts its own log.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IndexKey(Vec<u8>);
 
 impl IndexKey {

@@ -1,0 +1,304 @@
+//! The committer of one range: validates transactions, assigns commit timestamps, and commits
+//! them in groups through the range's [`Replicator`] (one log entry, one fsync, many commits).
+//! It runs only where the range is led; one task owns all commit decisions.
+//!
+//! Invariants:
+//! - **Validation is complete.** A transaction is checked against every commit with a
+//!   timestamp after its read timestamp: applied ones, ones proposed but not yet applied, and
+//!   ones earlier in the same group — all are in the write log from the moment their timestamp
+//!   is assigned.
+//! - **Timestamps follow log order.** Commit timestamps are assigned in increasing order, and
+//!   groups are replicated one after another, so the log applies commits in timestamp order.
+//! - **The read rule.** A read at T is served only when every commit with timestamp ≤ T is
+//!   applied. Timestamp assignment and the in-flight set change together under one lock;
+//!   [`Committer::begin`] returns the highest such T without waiting, and
+//!   [`Committer::begin_at`] fences the oracle past T (so no later commit gets a timestamp ≤
+//!   T) and waits for the in-flight commits ≤ T.
+//! - **An acknowledged commit is applied.** A caller hears `Ok` only after the replicator says
+//!   the entry is durable (on a quorum) and applied locally.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use replication::{ReplicateError, Replicator};
+use store::Timestamp;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::error::CommitError;
+use crate::readset::WrittenKeys;
+use crate::transaction::FinalTransaction;
+use crate::tso::TimestampOracle;
+use crate::writelog::WriteLog;
+
+struct CommitRequest {
+    txn: FinalTransaction,
+    respond: oneshot::Sender<Result<Timestamp, CommitError>>,
+}
+
+#[derive(Default)]
+struct State {
+    write_log: WriteLog,
+    /// Commit timestamps assigned but not yet applied.
+    in_flight: BTreeSet<Timestamp>,
+    /// The largest commit timestamp ever assigned.
+    max_assigned: Timestamp,
+    /// Set when the committer stopped; every later request fails with it.
+    failed: Option<String>,
+}
+
+impl State {
+    /// Every commit at or below this timestamp is applied.
+    fn safe_ts(&self) -> Timestamp {
+        match self.in_flight.first() {
+            Some(first) => Timestamp(first.0 - 1),
+            None => self.max_assigned,
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled whenever commits finish applying (or the committer fails).
+    applied: Notify,
+    tso: Arc<dyn TimestampOracle>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Statistics since start, for benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitterStats {
+    /// Log entries (groups) replicated.
+    pub groups: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Transactions rejected by validation.
+    pub conflicts: u64,
+}
+
+/// A handle to a running committer; cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    requests: mpsc::Sender<CommitRequest>,
+    shared: Arc<Shared>,
+    stats: Arc<Mutex<CommitterStats>>,
+}
+
+impl Committer {
+    /// Starts the committer task on the current tokio runtime. `applied_ts` is the largest
+    /// commit timestamp already applied to the range's store (0 for a new store).
+    pub fn start(
+        replicator: Arc<dyn Replicator>,
+        tso: Arc<dyn TimestampOracle>,
+        applied_ts: Timestamp,
+    ) -> Result<Self, CommitError> {
+        // Every timestamp handed out from now on must be above what is already committed.
+        tso.fence(applied_ts)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                max_assigned: applied_ts,
+                ..State::default()
+            }),
+            applied: Notify::new(),
+            tso,
+        });
+        let (requests, rx) = mpsc::channel(knobs::COMMIT_QUEUE_MAX_REQUESTS);
+        let stats = Arc::new(Mutex::new(CommitterStats::default()));
+        tokio::spawn(run(rx, Arc::clone(&shared), replicator, Arc::clone(&stats)));
+        Ok(Self {
+            requests,
+            shared,
+            stats,
+        })
+    }
+
+    /// A read timestamp at which every commit is applied: the newest one, without waiting.
+    pub fn begin(&self) -> Result<Timestamp, CommitError> {
+        let state = self.shared.lock();
+        if let Some(reason) = &state.failed {
+            return Err(CommitError::Unavailable(reason.clone()));
+        }
+        Ok(state.safe_ts())
+    }
+
+    /// Waits until a read at `ts` is safe: no commit at or below `ts` is still in flight, and
+    /// none will be assigned later.
+    pub async fn begin_at(&self, ts: Timestamp) -> Result<Timestamp, CommitError> {
+        loop {
+            let notified = self.shared.applied.notified();
+            {
+                let state = self.shared.lock();
+                if let Some(reason) = &state.failed {
+                    return Err(CommitError::Unavailable(reason.clone()));
+                }
+                // Under the lock that also guards timestamp assignment: after this, every new
+                // commit timestamp is above `ts`.
+                self.shared.tso.fence(ts)?;
+                if state.in_flight.range(..=ts).next().is_none() {
+                    return Ok(ts);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Validates and commits `txn`; returns its commit timestamp once it is applied. A
+    /// read-only transaction commits at its read timestamp without validation: its reads came
+    /// from one consistent snapshot.
+    pub async fn commit(&self, txn: FinalTransaction) -> Result<Timestamp, CommitError> {
+        if txn.is_read_only() {
+            return Ok(txn.read_ts);
+        }
+        let (respond, response) = oneshot::channel();
+        self.requests
+            .send(CommitRequest { txn, respond })
+            .await
+            .map_err(|_| CommitError::Unavailable("committer stopped".into()))?;
+        response
+            .await
+            .map_err(|_| CommitError::OutcomeUnknown("committer stopped mid-commit".into()))?
+    }
+
+    pub fn stats(&self) -> CommitterStats {
+        match self.stats.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Commits after `ts` that the write log still holds, oldest first: (timestamp, keys).
+    pub fn commits_after(&self, ts: Timestamp) -> Vec<(Timestamp, Arc<WrittenKeys>)> {
+        self.shared
+            .lock()
+            .write_log
+            .after(ts)
+            .map(|e| (e.ts, Arc::clone(&e.keys)))
+            .collect()
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<CommitRequest>,
+    shared: Arc<Shared>,
+    replicator: Arc<dyn Replicator>,
+    stats: Arc<Mutex<CommitterStats>>,
+) {
+    while let Some(first) = rx.recv().await {
+        // Group commit: everything that queued up while the previous group replicated.
+        let mut requests = vec![first];
+        while requests.len() < knobs::COMMIT_GROUP_MAX_TRANSACTIONS {
+            match rx.try_recv() {
+                Ok(request) => requests.push(request),
+                Err(_) => break,
+            }
+        }
+        let mut accepted = Vec::with_capacity(requests.len());
+        let mut commits = Vec::with_capacity(requests.len());
+        let mut conflicts = 0u64;
+        {
+            let mut state = shared.lock();
+            if let Some(reason) = &state.failed {
+                let reason = reason.clone();
+                for request in requests {
+                    let _ = request
+                        .respond
+                        .send(Err(CommitError::Unavailable(reason.clone())));
+                }
+                continue;
+            }
+            for request in requests {
+                if let Err(e) = state
+                    .write_log
+                    .validate(&request.txn.reads, request.txn.read_ts)
+                {
+                    conflicts += 1;
+                    let _ = request.respond.send(Err(e));
+                    continue;
+                }
+                let ts = match shared.tso.next() {
+                    Ok(ts) => ts,
+                    Err(e) => {
+                        let _ = request.respond.send(Err(e.into()));
+                        continue;
+                    }
+                };
+                assert!(ts > state.max_assigned, "commit timestamps must increase");
+                state.max_assigned = ts;
+                state.in_flight.insert(ts);
+                state
+                    .write_log
+                    .append(ts, Arc::new(request.txn.written.clone()));
+                commits.push(request.txn.to_commit(ts));
+                accepted.push((ts, request.respond));
+            }
+        }
+        if commits.is_empty() {
+            bump(&stats, 0, 0, conflicts);
+            continue;
+        }
+        let outcome = replicator.replicate(commits).await;
+        {
+            let mut state = shared.lock();
+            for (ts, _) in &accepted {
+                state.in_flight.remove(ts);
+            }
+            if let Err(e) = &outcome {
+                // The group may or may not be in the log; nothing later can be ordered after
+                // it safely here. Stop: a new committer starts with a new leader.
+                state.failed = Some(format!("replication failed: {e}"));
+            }
+            let safe = state.safe_ts();
+            let now = shared.tso.next().unwrap_or(safe);
+            state.write_log.trim(safe, now);
+        }
+        shared.applied.notify_waiters();
+        match outcome {
+            Ok(_) => {
+                bump(&stats, 1, accepted.len() as u64, conflicts);
+                for (ts, respond) in accepted {
+                    let _ = respond.send(Ok(ts));
+                }
+            }
+            Err(e) => {
+                let retryable = e.is_retryable();
+                let hint = match &e {
+                    ReplicateError::NotLeader { hint } => *hint,
+                    _ => None,
+                };
+                for (_, respond) in accepted {
+                    let err = if retryable {
+                        CommitError::NotLeader { hint }
+                    } else {
+                        CommitError::OutcomeUnknown(e.to_string())
+                    };
+                    let _ = respond.send(Err(err));
+                }
+                break;
+            }
+        }
+    }
+    // Fail whatever is still queued.
+    rx.close();
+    while let Some(request) = rx.recv().await {
+        let _ = request
+            .respond
+            .send(Err(CommitError::Unavailable("committer stopped".into())));
+    }
+}
+
+fn bump(stats: &Mutex<CommitterStats>, groups: u64, commits: u64, conflicts: u64) {
+    let mut stats = match stats.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    stats.groups += groups;
+    stats.commits += commits;
+    stats.conflicts += conflicts;
+}

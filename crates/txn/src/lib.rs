@@ -1,0 +1,117 @@
+//! Transactions over a range: snapshot reads with read sets, buffered writes with the index
+//! entries they imply, the timestamp oracle, the write log, and the committer that validates
+//! (optimistic concurrency control) and group-commits through the range's replicator.
+//!
+//! Path of a mutation: [`Database::begin`] (read timestamp from the committer's read rule) →
+//! [`Transaction`] reads and writes → [`Transaction::finish`] (read set + writes + index
+//! entries) → [`Committer::commit`] (validate against the write log, take a commit timestamp,
+//! group with others into one log entry) → `replication::Replicator::replicate` (durable on a
+//! quorum, applied to the store) → the caller hears the commit timestamp.
+
+mod catalog;
+mod committer;
+mod error;
+mod readset;
+mod transaction;
+mod tso;
+mod writelog;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use catalog::{CREATION_TIME, Catalog, ID, IndexDef, TableDef, lookup};
+pub use committer::{Committer, CommitterStats};
+pub use error::{CommitError, TxnError};
+pub use readset::{IndexRef, ReadSet, WrittenKeys, document_range};
+pub use transaction::{
+    FinalTransaction, IdGenerator, IndexScan, Object, Patch, ScanResult, Transaction,
+};
+pub use tso::{Clock, LOGICAL_PER_MS, LocalTso, SystemClock, TimestampOracle, TsoError};
+pub use writelog::{WriteLog, WriteLogEntry};
+
+use store::{MvccStore, Timestamp};
+
+/// Why a transaction run through [`Database::transact`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactError<E> {
+    /// The transaction body returned an error; nothing was committed.
+    #[error("transaction failed: {0}")]
+    Body(E),
+    #[error(transparent)]
+    Commit(CommitError),
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    TooManyRetries { attempts: u32, last: CommitError },
+}
+
+/// One range's store, catalog and committer: what a gateway runs transactions against.
+#[derive(Clone)]
+pub struct Database {
+    pub store: Arc<MvccStore>,
+    pub catalog: Arc<Catalog>,
+    pub committer: Committer,
+}
+
+impl Database {
+    /// A transaction at the newest safe read timestamp.
+    pub fn begin(&self) -> Result<Transaction, CommitError> {
+        let ts = self.committer.begin()?;
+        Ok(self.transaction_at(ts))
+    }
+
+    /// A transaction at `ts`, once a read at `ts` is safe (see the committer's read rule).
+    pub async fn begin_at(&self, ts: Timestamp) -> Result<Transaction, CommitError> {
+        let ts = self.committer.begin_at(ts).await?;
+        Ok(self.transaction_at(ts))
+    }
+
+    fn transaction_at(&self, ts: Timestamp) -> Transaction {
+        Transaction::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.catalog),
+            ts,
+            IdGenerator::random(),
+        )
+    }
+
+    /// Runs `body` in a transaction and commits it, re-running it from a fresh snapshot on a
+    /// retryable commit error (conflict), at most `knobs::TRANSACTION_MAX_ATTEMPTS` times with
+    /// growing backoff. `body` must be deterministic given what it reads.
+    pub async fn transact<T, E, F, Fut>(
+        &self,
+        mut body: F,
+    ) -> Result<(T, Timestamp), TransactError<E>>
+    where
+        F: FnMut(Transaction) -> Fut,
+        Fut: Future<Output = Result<(T, Transaction), E>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let txn = self.begin().map_err(TransactError::Commit)?;
+            let (out, txn) = body(txn).await.map_err(TransactError::Body)?;
+            let finished = match txn.finish() {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err(TransactError::Commit(CommitError::Unavailable(format!(
+                        "could not finish transaction: {e}"
+                    ))));
+                }
+            };
+            match self.committer.commit(finished).await {
+                Ok(ts) => return Ok((out, ts)),
+                Err(e) if e.is_retryable() && attempt < knobs::TRANSACTION_MAX_ATTEMPTS => {
+                    let backoff_us = knobs::TRANSACTION_RETRY_BACKOFF_US << attempt.min(8);
+                    tokio::time::sleep(Duration::from_micros(backoff_us)).await;
+                }
+                Err(e) if e.is_retryable() => {
+                    return Err(TransactError::TooManyRetries {
+                        attempts: attempt,
+                        last: e,
+                    });
+                }
+                Err(e) => return Err(TransactError::Commit(e)),
+            }
+        }
+    }
+}

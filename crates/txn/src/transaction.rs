@@ -1,0 +1,522 @@
+//! A transaction: reads at one snapshot timestamp, buffered writes, and the read set and write
+//! set the committer validates and commits.
+//!
+//! Invariants:
+//! - every read goes through the read set — single documents as one-entry ranges of the
+//!   documents index, index scans as the exact range they covered (empty ranges included, and
+//!   up to the last row returned when a page stopped at its limit) — so any later commit that
+//!   changes what the transaction saw, or would have seen, intersects it;
+//! - a transaction reads its own writes: `get` and `scan` overlay buffered writes on the
+//!   snapshot, in index order;
+//! - every write of an existing document first reads it, so two transactions writing one
+//!   document conflict even if neither read it for any other reason.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use store::{
+    Commit, DocumentWrite, IndexNumber, IndexWrite, KeyRange, MvccStore, Order, ScanRequest,
+    Timestamp,
+};
+use value::{DocumentId, InternalId, TableNumber, Value};
+
+use crate::catalog::{CREATION_TIME, Catalog, ID, TableDef};
+use crate::error::TxnError;
+use crate::readset::{IndexRef, ReadSet, WrittenKeys};
+use crate::tso::LOGICAL_PER_MS;
+
+/// A document's fields, system fields (`_id`, `_creationTime`) included.
+pub type Object = BTreeMap<String, Value>;
+
+/// Field updates for [`Transaction::patch`]: `Some(v)` sets a field, `None` removes it.
+pub type Patch = BTreeMap<String, Option<Value>>;
+
+/// One page of an index range read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexScan {
+    pub table: TableNumber,
+    pub index: IndexNumber,
+    pub range: KeyRange,
+    pub order: Order,
+    pub limit: usize,
+    /// Resume after this entry key (the cursor of the previous page).
+    pub cursor: Option<Vec<u8>>,
+}
+
+/// A page of documents from an index, in index order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanResult {
+    /// Entry key and document of each row.
+    pub rows: Vec<(Vec<u8>, Object)>,
+    /// The last entry key when the page is full (there may be more); `None` at the end.
+    pub cursor: Option<Vec<u8>>,
+}
+
+/// Document ids: 14 random bytes then the day number (as Convex makes them), from a seeded
+/// generator so a retried attempt can be made deterministic.
+#[derive(Clone, Debug)]
+pub struct IdGenerator {
+    state: u64,
+}
+
+impl IdGenerator {
+    pub fn seeded(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// Seeded from the process's random hasher keys (OS randomness).
+    pub fn random() -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0x5EED);
+        Self::seeded(hasher.finish())
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn next_id(&mut self, table: TableNumber, ts: Timestamp) -> DocumentId {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        bytes[8..14].copy_from_slice(&self.next_u64().to_be_bytes()[..6]);
+        let day = (ts.0 / LOGICAL_PER_MS / 86_400_000).min(u64::from(u16::MAX)) as u16;
+        bytes[14..].copy_from_slice(&day.to_be_bytes());
+        DocumentId::new(table, InternalId(bytes))
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    /// The document as of the read timestamp (`None`: it did not exist, e.g. an insert).
+    old: Option<Object>,
+    /// The document after this transaction (`None`: deleted).
+    new: Option<Object>,
+}
+
+/// A transaction at a snapshot of one store. See the module docs.
+pub struct Transaction {
+    read_ts: Timestamp,
+    store: Arc<MvccStore>,
+    catalog: Arc<Catalog>,
+    reads: ReadSet,
+    documents_read: usize,
+    writes: BTreeMap<DocumentId, PendingWrite>,
+    bytes_written: usize,
+    ids: IdGenerator,
+    next_creation_ms: f64,
+}
+
+/// What a finished transaction asks the committer to commit.
+#[derive(Clone, Debug, Default)]
+pub struct FinalTransaction {
+    pub read_ts: Timestamp,
+    pub reads: ReadSet,
+    pub documents: Vec<DocumentWrite>,
+    pub index_entries: Vec<IndexWrite>,
+    /// Every entry key the writes touch, for validating later transactions.
+    pub written: WrittenKeys,
+}
+
+impl FinalTransaction {
+    pub fn is_read_only(&self) -> bool {
+        self.documents.is_empty()
+    }
+
+    /// The store commit for these writes at commit timestamp `ts`.
+    pub fn to_commit(&self, ts: Timestamp) -> Commit {
+        Commit {
+            ts,
+            documents: self.documents.clone(),
+            index_entries: self.index_entries.clone(),
+        }
+    }
+}
+
+fn decode(id: &DocumentId, body: &[u8]) -> Result<Object, TxnError> {
+    value::key::decode_document(body).map_err(|e| TxnError::Corrupt(format!("document {id}: {e}")))
+}
+
+fn encode(doc: &Object) -> Vec<u8> {
+    let mut out = Vec::new();
+    value::key::encode_document(doc, &mut out);
+    out
+}
+
+/// The smallest byte string after `key`: turns "after key" into an inclusive start.
+fn just_after(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.extend_from_slice(key);
+    out.push(0);
+    out
+}
+
+fn reject_system_fields(fields: &Object, current: Option<&Object>) -> Result<(), TxnError> {
+    for (name, value) in fields {
+        if name.starts_with('_') {
+            // Passing a system field back unchanged is allowed (Convex allows it in replace).
+            if current.and_then(|c| c.get(name)) != Some(value) {
+                return Err(TxnError::SystemField(name.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Transaction {
+    pub fn new(
+        store: Arc<MvccStore>,
+        catalog: Arc<Catalog>,
+        read_ts: Timestamp,
+        ids: IdGenerator,
+    ) -> Self {
+        Self {
+            read_ts,
+            store,
+            catalog,
+            reads: ReadSet::default(),
+            documents_read: 0,
+            writes: BTreeMap::new(),
+            bytes_written: 0,
+            ids,
+            next_creation_ms: read_ts.0 as f64 / LOGICAL_PER_MS as f64,
+        }
+    }
+
+    pub fn read_ts(&self) -> Timestamp {
+        self.read_ts
+    }
+
+    pub fn read_set(&self) -> &ReadSet {
+        &self.reads
+    }
+
+    fn table(&self, number: TableNumber) -> Result<&TableDef, TxnError> {
+        self.catalog
+            .table(number)
+            .ok_or(TxnError::UnknownTable(number))
+    }
+
+    fn note_range(&mut self) -> Result<(), TxnError> {
+        if self.reads.len() >= knobs::TRANSACTION_MAX_READ_RANGES {
+            return Err(TxnError::Limit(format!(
+                "more than {} index ranges read",
+                knobs::TRANSACTION_MAX_READ_RANGES
+            )));
+        }
+        Ok(())
+    }
+
+    fn note_documents_read(&mut self, n: usize) -> Result<(), TxnError> {
+        self.documents_read += n;
+        if self.documents_read > knobs::TRANSACTION_MAX_READ_DOCUMENTS {
+            return Err(TxnError::Limit(format!(
+                "more than {} documents read",
+                knobs::TRANSACTION_MAX_READ_DOCUMENTS
+            )));
+        }
+        Ok(())
+    }
+
+    /// The document as this transaction sees it (its own writes included).
+    pub fn get(&mut self, id: &DocumentId) -> Result<Option<Object>, TxnError> {
+        if let Some(write) = self.writes.get(id) {
+            return Ok(write.new.clone());
+        }
+        self.note_range()?;
+        self.reads.record_document(id);
+        match self.store.get(id, self.read_ts)? {
+            Some(version) => {
+                self.note_documents_read(1)?;
+                decode(id, &version.body).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts a new document into `table`; returns its id.
+    pub fn insert(&mut self, table: TableNumber, fields: Object) -> Result<DocumentId, TxnError> {
+        self.table(table)?;
+        reject_system_fields(&fields, None)?;
+        let id = self.ids.next_id(table, self.read_ts);
+        let creation = self.next_creation_ms;
+        self.next_creation_ms = creation.next_up();
+        let mut doc = fields;
+        doc.insert(ID.into(), Value::String(id.encode()));
+        doc.insert(CREATION_TIME.into(), Value::Float64(creation));
+        value::validate_document(&doc)?;
+        assert!(
+            !self.writes.contains_key(&id),
+            "generated a duplicate id {id}"
+        );
+        self.set(id, None, Some(doc))?;
+        Ok(id)
+    }
+
+    /// Replaces every user field of an existing document.
+    pub fn replace(&mut self, id: &DocumentId, fields: Object) -> Result<(), TxnError> {
+        let current = self.get(id)?.ok_or(TxnError::NotFound(*id))?;
+        reject_system_fields(&fields, Some(&current))?;
+        let mut doc = fields;
+        for system in [ID, CREATION_TIME] {
+            if let Some(v) = current.get(system) {
+                doc.insert(system.into(), v.clone());
+            }
+        }
+        value::validate_document(&doc)?;
+        self.set(*id, Some(current), Some(doc))
+    }
+
+    /// Sets or removes top-level fields of an existing document (Convex's shallow merge).
+    pub fn patch(&mut self, id: &DocumentId, patch: Patch) -> Result<(), TxnError> {
+        let current = self.get(id)?.ok_or(TxnError::NotFound(*id))?;
+        let mut doc = current.clone();
+        for (name, value) in patch {
+            if name.starts_with('_') {
+                if value.as_ref() != current.get(&name) {
+                    return Err(TxnError::SystemField(name));
+                }
+                continue;
+            }
+            match value {
+                Some(v) => doc.insert(name, v),
+                None => doc.remove(&name),
+            };
+        }
+        value::validate_document(&doc)?;
+        self.set(*id, Some(current), Some(doc))
+    }
+
+    /// Deletes an existing document.
+    pub fn delete(&mut self, id: &DocumentId) -> Result<(), TxnError> {
+        let current = self.get(id)?.ok_or(TxnError::NotFound(*id))?;
+        self.set(*id, Some(current), None)
+    }
+
+    /// Records a write. `current` is what `get` returned: for a first write of this id it is
+    /// the version at the read timestamp.
+    fn set(
+        &mut self,
+        id: DocumentId,
+        current: Option<Object>,
+        new: Option<Object>,
+    ) -> Result<(), TxnError> {
+        self.bytes_written += new
+            .as_ref()
+            .map_or(0, |doc| Value::Object(doc.clone()).size_bytes());
+        if self.bytes_written > knobs::TRANSACTION_MAX_WRITE_BYTES {
+            return Err(TxnError::Limit(format!(
+                "more than {} bytes written",
+                knobs::TRANSACTION_MAX_WRITE_BYTES
+            )));
+        }
+        match self.writes.get_mut(&id) {
+            Some(write) => write.new = new,
+            None => {
+                if self.writes.len() >= knobs::TRANSACTION_MAX_WRITE_DOCUMENTS {
+                    return Err(TxnError::Limit(format!(
+                        "more than {} documents written",
+                        knobs::TRANSACTION_MAX_WRITE_DOCUMENTS
+                    )));
+                }
+                self.writes.insert(id, PendingWrite { old: current, new });
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry key of `doc` (with id `id`) in `index` of `table`.
+    fn entry_key(
+        table: &TableDef,
+        index: IndexNumber,
+        id: &DocumentId,
+        doc: &Object,
+    ) -> Result<Vec<u8>, TxnError> {
+        if index.is_documents() {
+            return Ok(id.internal.0.to_vec());
+        }
+        let def = table.index(index).ok_or(TxnError::UnknownIndex {
+            table: table.number,
+            index: index.0,
+        })?;
+        let key = def.key_of(doc)?;
+        Ok(store::layout::index_entry(key.as_bytes(), &id.internal))
+    }
+
+    /// Reads one page of an index range, this transaction's writes included.
+    pub fn scan(&mut self, req: &IndexScan) -> Result<ScanResult, TxnError> {
+        let table = self.table(req.table)?.clone();
+        if !req.index.is_documents() && table.index(req.index).is_none() {
+            return Err(TxnError::UnknownIndex {
+                table: req.table,
+                index: req.index.0,
+            });
+        }
+        self.note_range()?;
+        let limit = req.limit.clamp(1, knobs::SCAN_MAX_ROWS);
+        let after_cursor = |entry: &[u8]| match (&req.cursor, req.order) {
+            (None, _) => true,
+            (Some(c), Order::Asc) => entry > c.as_slice(),
+            (Some(c), Order::Desc) => entry < c.as_slice(),
+        };
+
+        // This transaction's writes to the table: their documents hide the snapshot's
+        // versions, and their new versions join the scan at their new positions.
+        let mut written: BTreeSet<InternalId> = BTreeSet::new();
+        let mut overlay: Vec<(Vec<u8>, Object)> = Vec::new();
+        for (id, write) in &self.writes {
+            if id.table != req.table {
+                continue;
+            }
+            written.insert(id.internal);
+            if let Some(doc) = &write.new {
+                let entry = Self::entry_key(&table, req.index, id, doc)?;
+                if req.range.contains(&entry) && after_cursor(&entry) {
+                    overlay.push((entry, doc.clone()));
+                }
+            }
+        }
+        overlay.sort_by(|a, b| a.0.cmp(&b.0));
+        if req.order == Order::Desc {
+            overlay.reverse();
+        }
+        let mut overlay: VecDeque<(Vec<u8>, Object)> = overlay.into();
+
+        let mut rows: Vec<(Vec<u8>, Object)> = Vec::new();
+        let mut buffered: VecDeque<store::ScanRow> = VecDeque::new();
+        let mut store_cursor = req.cursor.clone();
+        let mut store_done = false;
+        let mut from_store = 0usize;
+        while rows.len() < limit {
+            if buffered.is_empty() && !store_done {
+                let page = self.store.scan(&ScanRequest {
+                    table: req.table,
+                    index: req.index,
+                    range: req.range.clone(),
+                    ts: self.read_ts,
+                    order: req.order,
+                    limit: (limit - rows.len() + written.len()).min(knobs::SCAN_MAX_ROWS),
+                    cursor: store_cursor.take(),
+                })?;
+                store_done = page.cursor.is_none();
+                store_cursor = page.cursor;
+                buffered.extend(
+                    page.rows
+                        .into_iter()
+                        .filter(|row| !written.contains(&row.id.internal)),
+                );
+                continue;
+            }
+            let take_store = match (buffered.front(), overlay.front()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(s), Some(o)) => match req.order {
+                    Order::Asc => s.entry < o.0,
+                    Order::Desc => s.entry > o.0,
+                },
+            };
+            if take_store {
+                if let Some(row) = buffered.pop_front() {
+                    from_store += 1;
+                    let doc = decode(&row.id, &row.doc.body)?;
+                    rows.push((row.entry, doc));
+                }
+            } else if let Some(row) = overlay.pop_front() {
+                rows.push(row);
+            }
+        }
+        self.note_documents_read(from_store)?;
+
+        let full = rows.len() == limit;
+        let last = rows.last().map(|(entry, _)| entry.clone());
+        // The range this page covered: from the request's start (or just after/before its
+        // cursor) through the last row when the page is full, else to the range's end.
+        let covered = match req.order {
+            Order::Asc => KeyRange {
+                start: match &req.cursor {
+                    Some(c) if c.as_slice() >= req.range.start.as_slice() => just_after(c),
+                    _ => req.range.start.clone(),
+                },
+                end: match (&last, full) {
+                    (Some(last), true) => Some(just_after(last)),
+                    _ => req.range.end.clone(),
+                },
+            },
+            Order::Desc => KeyRange {
+                start: match (&last, full) {
+                    (Some(last), true) => last.clone(),
+                    _ => req.range.start.clone(),
+                },
+                end: match &req.cursor {
+                    Some(c) if req.range.end.as_ref().is_none_or(|e| c < e) => Some(c.clone()),
+                    _ => req.range.end.clone(),
+                },
+            },
+        };
+        self.reads.record(
+            IndexRef {
+                table: req.table,
+                index: req.index,
+            },
+            covered,
+        );
+        Ok(ScanResult {
+            cursor: if full { last } else { None },
+            rows,
+        })
+    }
+
+    /// The read set and the writes, with the index entries the writes imply.
+    pub fn finish(self) -> Result<FinalTransaction, TxnError> {
+        let mut out = FinalTransaction {
+            read_ts: self.read_ts,
+            reads: self.reads,
+            ..FinalTransaction::default()
+        };
+        for (id, write) in &self.writes {
+            if write.old == write.new {
+                continue;
+            }
+            let table = self
+                .catalog
+                .table(id.table)
+                .ok_or(TxnError::UnknownTable(id.table))?;
+            out.documents.push(DocumentWrite {
+                id: *id,
+                body: write.new.as_ref().map(encode),
+            });
+            out.written
+                .insert(IndexRef::documents(id.table), id.internal.0.to_vec());
+            for def in &table.indexes {
+                let old = write.old.as_ref().map(|d| def.key_of(d)).transpose()?;
+                let new = write.new.as_ref().map(|d| def.key_of(d)).transpose()?;
+                if old == new {
+                    continue;
+                }
+                let index = IndexRef {
+                    table: id.table,
+                    index: def.number,
+                };
+                for (key, live) in [(old, false), (new, true)] {
+                    let Some(key) = key else { continue };
+                    out.written.insert(
+                        index,
+                        store::layout::index_entry(key.as_bytes(), &id.internal),
+                    );
+                    out.index_entries.push(IndexWrite {
+                        index: def.number,
+                        key,
+                        id: *id,
+                        live,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
