@@ -4,12 +4,9 @@
 //! commits is acknowledged.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use replication::{DirectReplicator, RangeReplica, Replicator};
-use store::{MvccStore, Timestamp};
-use txn::{Catalog, Committer, Database, LocalTso, Object, TableDef, TimestampOracle};
+use txn::{Catalog, LocalRange, Object, ReplicatorKind, TableDef};
 use value::{TableNumber, Value};
 
 use crate::{machine, ms, percentile};
@@ -55,37 +52,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     Ok(opts)
 }
 
-/// The database and, for Raft, the replica that must outlive it.
-async fn open(dir: &Path, kind: &str) -> Result<(Database, Option<RangeReplica>), String> {
-    let store = Arc::new(MvccStore::open_fjall(dir.join("store")).map_err(|e| e.to_string())?);
-    let (replicator, replica): (Arc<dyn Replicator>, Option<RangeReplica>) = match kind {
-        "direct" => (Arc::new(DirectReplicator::new(store.clone())), None),
-        "raft" => {
-            let replica = RangeReplica::open_single_node(
-                dir.join("raft"),
-                store.clone(),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            (Arc::new(replica.replicator()), Some(replica))
-        }
-        other => return Err(format!("unknown replicator {other:?} (raft, direct)")),
-    };
-    let tso: Arc<dyn TimestampOracle> = Arc::new(LocalTso::open(dir).map_err(|e| e.to_string())?);
-    let committer = Committer::start(replicator, tso, Timestamp::MIN).map_err(|e| e.to_string())?;
-    let table = TableNumber::new(10001).map_err(|e| e.to_string())?;
-    let db = Database {
-        store,
-        catalog: Arc::new(Catalog::new([TableDef::new(table, "bench")])),
-        committer,
-    };
-    Ok((db, replica))
-}
-
 async fn level(dir: &Path, kind: &str, writers: usize, seconds: u64) -> Result<(), String> {
-    let (db, replica) = open(dir, kind).await?;
     let table = TableNumber::new(10001).map_err(|e| e.to_string())?;
+    let kind: ReplicatorKind = kind.parse()?;
+    let range = LocalRange::open(dir, kind, Catalog::new([TableDef::new(table, "bench")]))
+        .await
+        .map_err(|e| e.to_string())?;
+    let db = range.db.clone();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -133,10 +106,7 @@ async fn level(dir: &Path, kind: &str, writers: usize, seconds: u64) -> Result<(
         stats.groups,
         elapsed.as_secs_f64(),
     );
-    if let Some(replica) = replica {
-        replica.shutdown().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    range.shutdown().await.map_err(|e| e.to_string())
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {

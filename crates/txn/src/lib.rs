@@ -11,6 +11,7 @@
 mod catalog;
 mod committer;
 mod error;
+mod local;
 mod readset;
 mod transaction;
 mod tso;
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub use catalog::{CREATION_TIME, Catalog, ID, IndexDef, TableDef, lookup};
 pub use committer::{Committer, CommitterStats};
 pub use error::{CommitError, TxnError};
+pub use local::{LocalRange, OpenError, ReplicatorKind};
 pub use readset::{IndexRef, ReadSet, WrittenKeys, document_range};
 pub use transaction::{
     FinalTransaction, IdGenerator, IndexScan, Object, Patch, ScanResult, Transaction,

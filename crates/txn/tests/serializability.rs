@@ -84,6 +84,13 @@ fn int(doc: &Object, field: &str) -> i64 {
     }
 }
 
+fn id_of(doc: &Object) -> DocumentId {
+    match doc.get("_id") {
+        Some(Value::String(s)) => s.parse().expect("id"),
+        other => panic!("_id is {other:?}"),
+    }
+}
+
 fn bucket_range(bucket: i64) -> KeyRange {
     let mut prefix = Vec::new();
     value::key::encode(&Value::Int64(bucket), &mut prefix);
@@ -144,10 +151,7 @@ async fn attempt(
             if first_item.is_none()
                 && let Some((_, doc)) = page.rows.first()
             {
-                let id: DocumentId = match doc.get("_id") {
-                    Some(Value::String(s)) => s.parse().expect("id"),
-                    other => panic!("_id is {other:?}"),
-                };
+                let id = id_of(doc);
                 first_item = Some(id);
             }
             yield_some(rng).await;
@@ -339,10 +343,7 @@ fn check(seed: u64, db: &Database, counters: &[DocumentId], mut history: History
             })
             .expect("scan");
         for (_, doc) in page.rows {
-            let id: DocumentId = match doc.get("_id") {
-                Some(Value::String(s)) => s.parse().expect("id"),
-                other => panic!("_id is {other:?}"),
-            };
+            let id = id_of(&doc);
             stored_items.insert(id, bucket);
         }
     }

@@ -15,16 +15,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use std::time::Duration;
-
-use replication::{DirectReplicator, RangeReplica, Replicator};
-use store::{IndexNumber, KeyRange, MvccStore, Order, Timestamp};
-use txn::{
-    Catalog, Committer, Database, IndexScan, LocalTso, Object, TableDef, TimestampOracle,
-    Transaction,
-};
+use store::{IndexNumber, KeyRange, Order};
+use txn::{Catalog, IndexScan, LocalRange, Object, ReplicatorKind, TableDef, Transaction};
 use value::{TableNumber, Value};
 
 const LEDGER: u32 = 10001;
@@ -73,38 +66,16 @@ fn all_docs(t: &mut Transaction, table: TableNumber) -> Result<Vec<Object>, Stri
     }
 }
 
-/// The database and, for Raft, the replica that must stay alive while it is used.
-async fn open(dir: &Path, kind: &str) -> Result<(Database, Option<RangeReplica>), String> {
-    let store =
-        Arc::new(MvccStore::open_fjall(dir.join("store")).map_err(|e| format!("open store: {e}"))?);
-    let (replicator, replica): (Arc<dyn Replicator>, Option<RangeReplica>) = match kind {
-        "direct" => (Arc::new(DirectReplicator::new(store.clone())), None),
-        "raft" => {
-            let replica = RangeReplica::open_single_node(
-                dir.join("raft"),
-                store.clone(),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| format!("open raft replica: {e}"))?;
-            (Arc::new(replica.replicator()), Some(replica))
-        }
-        other => return Err(format!("unknown replicator {other:?}")),
-    };
-    // After the replica re-applied its log, the store knows the newest commit.
-    let applied_ts = store.applied().map_or(Timestamp::MIN, |a| a.max_commit_ts);
-    let tso: Arc<dyn TimestampOracle> = Arc::new(LocalTso::open(dir).map_err(|e| e.to_string())?);
-    let committer = Committer::start(replicator, tso, applied_ts).map_err(|e| e.to_string())?;
-    let db = Database {
-        store,
-        catalog: Arc::new(catalog()?),
-        committer,
-    };
-    Ok((db, replica))
+async fn open(dir: &Path, kind: &str) -> Result<LocalRange, String> {
+    let kind: ReplicatorKind = kind.parse()?;
+    LocalRange::open(dir, kind, catalog()?)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn run(dir: &Path, writers: usize, kind: &str) -> Result<(), String> {
-    let (db, _replica) = open(dir, kind).await?;
+    let range = open(dir, kind).await?;
+    let db = range.db.clone();
     // Create the counter document once.
     let counter_table = table(COUNTER)?;
     let mut t = db.begin().map_err(|e| e.to_string())?;
@@ -170,7 +141,8 @@ async fn run(dir: &Path, writers: usize, kind: &str) -> Result<(), String> {
 }
 
 async fn verify(dir: &Path, kind: &str) -> Result<(), String> {
-    let (db, replica) = open(dir, kind).await?;
+    let range = open(dir, kind).await?;
+    let db = range.db.clone();
     let mut t = db.begin().map_err(|e| e.to_string())?;
     let counter = all_docs(&mut t, table(COUNTER)?)?;
     let counter = match counter.as_slice() {
@@ -192,10 +164,7 @@ async fn verify(dir: &Path, kind: &str) -> Result<(), String> {
         "MIRROR {}",
         seqs(all_docs(&mut t, table(MIRROR)?)?)?.join(",")
     );
-    if let Some(replica) = replica {
-        replica.shutdown().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    range.shutdown().await.map_err(|e| e.to_string())
 }
 
 fn main() {

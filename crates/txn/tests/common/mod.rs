@@ -26,6 +26,25 @@ impl Rng {
     }
 }
 
+/// Applies `commits` as the next entry of a one-node "log" numbered by `index`.
+fn apply_next(
+    store: &MvccStore,
+    index: &AtomicU64,
+    commits: Vec<Commit>,
+) -> Result<LogPosition, ReplicateError> {
+    let position = LogPosition {
+        term: 1,
+        index: index.fetch_add(1, Ordering::SeqCst) + 1,
+    };
+    store.apply(&ApplyBatch {
+        position,
+        commits,
+        state: vec![],
+        durability: Durability::Buffered,
+    })?;
+    Ok(position)
+}
+
 /// Applies each group to an in-memory store inside the future, after yielding a seeded
 /// number of times (so other tasks interleave with replication).
 pub struct YieldingReplicator {
@@ -54,15 +73,7 @@ impl Replicator for YieldingReplicator {
             for _ in 0..rng.below(8) {
                 tokio::task::yield_now().await;
             }
-            let index = self.index.fetch_add(1, Ordering::SeqCst) + 1;
-            let position = LogPosition { term: 1, index };
-            self.store.apply(&ApplyBatch {
-                position,
-                commits,
-                state: vec![],
-                durability: Durability::Buffered,
-            })?;
-            Ok(position)
+            apply_next(&self.store, &self.index, commits)
         })
     }
 }
@@ -103,15 +114,7 @@ impl Replicator for GatedReplicator {
                 .await
                 .map_err(|_| ReplicateError::ShuttingDown)?;
             permit.forget();
-            let index = self.index.fetch_add(1, Ordering::SeqCst) + 1;
-            let position = LogPosition { term: 1, index };
-            self.store.apply(&ApplyBatch {
-                position,
-                commits,
-                state: vec![],
-                durability: Durability::Buffered,
-            })?;
-            Ok(position)
+            apply_next(&self.store, &self.index, commits)
         })
     }
 }
