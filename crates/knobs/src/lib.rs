@@ -73,3 +73,48 @@ pub const TRANSACTION_MAX_WRITE_BYTES: usize = 16 << 20;
 pub const TRANSACTION_MAX_ATTEMPTS: u32 = 16;
 /// First retry backoff after a conflict, in microseconds; doubles per attempt (up to 2^8×).
 pub const TRANSACTION_RETRY_BACKOFF_US: u64 = 100;
+
+// ---- Functions ----
+
+/// Longest a query or mutation may run, in milliseconds: JavaScript, syscalls and the import
+/// of its modules on a cold thread.
+pub const FUNCTION_TIMEOUT_MS: u64 = 1_000;
+/// Longest an action may run, in milliseconds.
+pub const ACTION_TIMEOUT_MS: u64 = 600_000;
+/// Longest the push-time analysis of one code version (importing every module) may run, in
+/// milliseconds.
+pub const FUNCTION_ANALYZE_TIMEOUT_MS: u64 = 10_000;
+/// Memory one function call may allocate in its JS runtime beyond what the thread's cached
+/// code already holds.
+pub const FUNCTION_MEMORY_LIMIT_BYTES: usize = 64 << 20;
+/// JavaScript stack one call may use.
+pub const FUNCTION_STACK_LIMIT_BYTES: usize = 1 << 20;
+/// Stack of each JS thread: the JS stack limit plus room for native frames.
+pub const JS_THREAD_STACK_BYTES: usize = 8 << 20;
+/// Evaluated code versions (JS contexts) each JS thread keeps for reuse.
+pub const JS_THREAD_CACHED_CONTEXTS: usize = 4;
+/// Function calls that may wait for a JS thread before callers are pushed back.
+pub const JS_QUEUE_MAX_REQUESTS: usize = 1_024;
+/// Console lines kept per function call; the last is spent on an overflow notice (as Convex).
+pub const FUNCTION_MAX_LOG_LINES: usize = 256;
+/// Longest console message, in UTF-8 bytes, truncation suffix included (as Convex).
+pub const FUNCTION_LOG_LINE_MAX_BYTES: usize = 32_768;
+
+// ---- Queries ----
+
+/// Most operators (`filter`, `limit`) one query may carry (Convex: 256).
+pub const QUERY_MAX_OPERATORS: usize = 256;
+/// Deepest nesting of a filter expression. JSON text parsed by serde_json cannot nest more than
+/// 128 levels and every expression level is at least one JSON level, so no expression a client
+/// can send is refused; the bound protects the recursive parser and evaluator from values
+/// built in memory.
+pub const QUERY_EXPR_MAX_NESTING: usize = 128;
+/// Rows a query stream asks the first `Transaction::scan` for when nothing bounds how many it
+/// will consume (filters before any limit); later scans double this up to the maximum. Small
+/// first reads keep the read set close to what `first()`-style queries actually consume.
+pub const QUERY_SCAN_BATCH_MIN_ROWS: usize = 16;
+/// Most rows a query stream asks one `Transaction::scan` for.
+pub const QUERY_SCAN_BATCH_MAX_ROWS: usize = 1_024;
+/// Deepest nesting of an argument/return validator (`exportArgs()`/`exportReturns()` JSON);
+/// bounds the recursive parser and checker the same way `QUERY_EXPR_MAX_NESTING` does.
+pub const VALIDATOR_MAX_NESTING: usize = 128;

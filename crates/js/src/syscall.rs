@@ -1,0 +1,52 @@
+//! The seam between function code and the database: the caller's syscall handler.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::SyscallError;
+
+/// A syscall answer that is not ready yet. It is polled on the JS thread with a waker that
+/// wakes that thread, so it must not depend on being polled inside a Tokio runtime: do the work
+/// elsewhere (e.g. a spawned task) and hand back the receiving end of a channel.
+pub type PendingSyscall = Pin<Box<dyn Future<Output = Result<String, SyscallError>> + Send>>;
+
+/// The answer to `Convex.asyncSyscall`.
+pub enum AsyncSyscallReply {
+    /// Answered now; the JS promise settles in the same turn of the job queue.
+    Ready(Result<String, SyscallError>),
+    /// Answered later; the thread keeps running other JS jobs and polls the future until it
+    /// completes or the call's time limit passes.
+    Pending(PendingSyscall),
+}
+
+/// What a function's syscalls do: reads and writes in the caller's transaction, identity,
+/// scheduling and the rest of `research/convex-protocol.md` §4.6. One handler serves one call;
+/// the pool installs it for that call only and hands it back in the outcome (with the reads and
+/// writes it recorded).
+///
+/// Contract for implementations:
+/// - `syscall` and `async_syscall` run on the JS thread, between JS instructions: they must
+///   not block for long (a blocking handler holds up the thread past the call's time limit,
+///   which interrupts only JavaScript).
+/// - `op` is the Convex op name (`1.0/get`, …) and `args_json` the JSON text the bundle sent;
+///   an `Ok` answer must be JSON text, which the bundle parses.
+/// - An `Err` becomes a JS exception the function can catch; it does not end the call by
+///   itself.
+/// - Calls arrive in the order the function made them.
+pub trait SyscallHandler: Any + Send {
+    /// `Convex.syscall(op, argsJson)`, synchronous.
+    fn syscall(&mut self, op: &str, args_json: &str) -> Result<String, SyscallError>;
+
+    /// `Convex.asyncSyscall(op, argsJson)`, whose JS result is a promise.
+    fn async_syscall(&mut self, op: &str, args_json: &str) -> AsyncSyscallReply;
+}
+
+impl dyn SyscallHandler {
+    /// Recovers the caller's concrete handler (its transaction) from the one handed back in an
+    /// outcome.
+    pub fn downcast<T: SyscallHandler>(self: Box<Self>) -> Result<Box<T>, Box<dyn Any + Send>> {
+        let any: Box<dyn Any + Send> = self;
+        any.downcast::<T>()
+    }
+}
