@@ -118,3 +118,10 @@ pub const QUERY_SCAN_BATCH_MAX_ROWS: usize = 1_024;
 /// Deepest nesting of an argument/return validator (`exportArgs()`/`exportReturns()` JSON);
 /// bounds the recursive parser and checker the same way `QUERY_EXPR_MAX_NESTING` does.
 pub const VALIDATOR_MAX_NESTING: usize = 128;
+
+// ---- Function execution ----
+
+/// Query streams (`1.0/queryStream`) one function execution may have open at once.
+pub const FUNCTION_MAX_OPEN_QUERY_STREAMS: usize = 256;
+/// Code versions whose analysis (functions, kinds, validators) a function runner keeps.
+pub const FUNCTION_ANALYSIS_CACHE_VERSIONS: usize = 16;

@@ -26,8 +26,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::CommitError;
 use crate::readset::WrittenKeys;
-use crate::transaction::FinalTransaction;
-use crate::tso::TimestampOracle;
+use crate::transaction::{CreationClock, FinalTransaction};
+use crate::tso::{SystemClock, TimestampOracle};
 use crate::writelog::WriteLog;
 
 struct CommitRequest {
@@ -58,6 +58,8 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// `_creationTime`s for every transaction begun through this committer.
+    creation: Arc<CreationClock>,
     /// Signalled whenever commits finish applying (or the committer fails).
     applied: Notify,
     tso: Arc<dyn TimestampOracle>,
@@ -108,6 +110,7 @@ impl Committer {
             }),
             applied: Notify::new(),
             tso,
+            creation: Arc::new(CreationClock::new(Arc::new(SystemClock))),
         });
         let (requests, rx) = mpsc::channel(knobs::COMMIT_QUEUE_MAX_REQUESTS);
         let stats = Arc::new(Mutex::new(CommitterStats::default()));
@@ -164,6 +167,11 @@ impl Committer {
         response
             .await
             .map_err(|_| CommitError::OutcomeUnknown("committer stopped mid-commit".into()))?
+    }
+
+    /// The clock that gives documents their `_creationTime`.
+    pub fn creation_clock(&self) -> Arc<CreationClock> {
+        Arc::clone(&self.shared.creation)
     }
 
     pub fn stats(&self) -> CommitterStats {

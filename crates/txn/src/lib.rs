@@ -27,7 +27,7 @@ pub use error::{CommitError, TxnError};
 pub use local::{LocalRange, OpenError, ReplicatorKind};
 pub use readset::{IndexRef, ReadSet, WrittenKeys, document_range};
 pub use transaction::{
-    FinalTransaction, IdGenerator, IndexScan, Object, Patch, ScanResult, Transaction,
+    CreationClock, FinalTransaction, IdGenerator, IndexScan, Object, Patch, ScanResult, Transaction,
 };
 pub use tso::{Clock, LOGICAL_PER_MS, LocalTso, SystemClock, TimestampOracle, TsoError};
 pub use writelog::{WriteLog, WriteLogEntry};
@@ -73,6 +73,7 @@ impl Database {
             Arc::clone(&self.catalog),
             ts,
             IdGenerator::random(),
+            self.committer.creation_clock(),
         )
     }
 

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use store::{
     Commit, DocumentWrite, IndexNumber, IndexWrite, KeyRange, MvccStore, Order, ScanRequest,
@@ -24,7 +25,7 @@ use value::{DocumentId, InternalId, TableNumber, Value};
 use crate::catalog::{CREATION_TIME, Catalog, ID, TableDef};
 use crate::error::TxnError;
 use crate::readset::{IndexRef, ReadSet, WrittenKeys};
-use crate::tso::LOGICAL_PER_MS;
+use crate::tso::{Clock, LOGICAL_PER_MS};
 
 /// A document's fields, system fields (`_id`, `_creationTime`) included.
 pub type Object = BTreeMap<String, Value>;
@@ -90,6 +91,44 @@ impl IdGenerator {
     }
 }
 
+/// Hands out `_creationTime`s: milliseconds since the epoch, never below the wall clock or the
+/// reading transaction's snapshot, and strictly increasing across every transaction that
+/// shares this clock (one per committer). Concurrent transactions often share one snapshot
+/// timestamp, so deriving creation times from it alone would give their documents equal
+/// creation times and order them by random id.
+pub struct CreationClock {
+    clock: Arc<dyn Clock>,
+    last_bits: AtomicU64,
+}
+
+impl CreationClock {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            last_bits: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// The next creation time, at least `floor_ms`.
+    pub fn next(&self, floor_ms: f64) -> f64 {
+        let floor = floor_ms.max(self.clock.now_ms() as f64);
+        let mut last_bits = self.last_bits.load(Ordering::SeqCst);
+        loop {
+            let last = f64::from_bits(last_bits);
+            let candidate = if floor > last { floor } else { last.next_up() };
+            match self.last_bits.compare_exchange(
+                last_bits,
+                candidate.to_bits(),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return candidate,
+                Err(actual) => last_bits = actual,
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct PendingWrite {
     /// The document as of the read timestamp (`None`: it did not exist, e.g. an insert).
@@ -108,7 +147,7 @@ pub struct Transaction {
     writes: BTreeMap<DocumentId, PendingWrite>,
     bytes_written: usize,
     ids: IdGenerator,
-    next_creation_ms: f64,
+    creation: Arc<CreationClock>,
 }
 
 /// What a finished transaction asks the committer to commit.
@@ -173,6 +212,7 @@ impl Transaction {
         catalog: Arc<Catalog>,
         read_ts: Timestamp,
         ids: IdGenerator,
+        creation: Arc<CreationClock>,
     ) -> Self {
         Self {
             read_ts,
@@ -183,7 +223,7 @@ impl Transaction {
             writes: BTreeMap::new(),
             bytes_written: 0,
             ids,
-            next_creation_ms: read_ts.0 as f64 / LOGICAL_PER_MS as f64,
+            creation,
         }
     }
 
@@ -243,8 +283,9 @@ impl Transaction {
         self.table(table)?;
         reject_system_fields(&fields, None)?;
         let id = self.ids.next_id(table, self.read_ts);
-        let creation = self.next_creation_ms;
-        self.next_creation_ms = creation.next_up();
+        let creation = self
+            .creation
+            .next(self.read_ts.0 as f64 / LOGICAL_PER_MS as f64);
         let mut doc = fields;
         doc.insert(ID.into(), Value::String(id.encode()));
         doc.insert(CREATION_TIME.into(), Value::Float64(creation));

@@ -324,3 +324,40 @@ async fn read_at_later_timestamp_waits_for_in_flight_commit() {
     let seen = reader.await.expect("join").expect("document");
     assert_eq!(seen.get("name"), Some(&Value::String("after".into())));
 }
+
+/// Concurrent transactions often read at the same snapshot; their documents must still get
+/// distinct creation times, increasing in the order the inserts happened.
+#[tokio::test]
+async fn creation_times_are_unique_across_transactions_at_one_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = new_db(dir.path());
+    let mut t1 = db.begin().expect("begin");
+    let mut t2 = db.begin().expect("begin");
+    assert_eq!(t1.read_ts(), t2.read_ts());
+    let mut inserted = Vec::new();
+    for i in 0..5 {
+        let t = if i % 2 == 0 { &mut t1 } else { &mut t2 };
+        let id = t.insert(table(), doc(1, "x")).expect("insert");
+        let created = match t
+            .get(&id)
+            .expect("get")
+            .and_then(|d| d.get("_creationTime").cloned())
+        {
+            Some(Value::Float64(ms)) => ms,
+            other => panic!("_creationTime is {other:?}"),
+        };
+        inserted.push(created);
+    }
+    for pair in inserted.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "creation times must increase: {inserted:?}"
+        );
+    }
+    // Never below the wall clock at insert time (an idle database's snapshot can be old).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as f64;
+    assert!(inserted[0] > now_ms - 60_000.0);
+}

@@ -1,0 +1,60 @@
+//! Running Convex queries and mutations against the database: the syscalls of
+//! `research/convex-protocol.md` §4.6 over one `txn::Transaction` ([`DbSyscalls`]), and the
+//! [`FunctionRunner`] that finds a function in deployed code, validates its arguments, runs it
+//! in the `js` pool, validates its result and, for a mutation, commits (re-running the whole
+//! function on a conflict).
+//!
+//! # Path of a mutation
+//!
+//! [`FunctionRunner::run_mutation`] → the code version's analysis (`JsPool::analyze`, cached
+//! per version: kinds, visibility, validators) → `args` checked against `exportArgs()` →
+//! `Database::begin` → `JsPool::run` with a [`DbSyscalls`] over the transaction →
+//! `invokeMutation("[args]")`, whose `ctx.db` calls come back as syscalls → the result checked
+//! against `exportReturns()` → `Transaction::finish` → `Committer::commit`. A retryable commit
+//! error (conflict, stale read timestamp, leader change) runs the function again from the
+//! start, on a fresh transaction with a new `Math.random` seed and `Date.now()`, at most
+//! `knobs::TRANSACTION_MAX_ATTEMPTS` times with doubling backoff. Every other failure commits
+//! nothing.
+//!
+//! A query runs the same way without the commit; its outcome carries the transaction's read
+//! set (every document and index range it read) and its snapshot timestamp, which is what a
+//! subscription needs to know when to re-run it.
+//!
+//! # Tables
+//!
+//! The tables a function can use are those of the `txn::Catalog` the `Database` was opened
+//! with — declared up front, e.g. from the schema. A query of an unknown table reads nothing
+//! (as a query of a table not yet created does in Convex); an insert into one fails with
+//! "Table X does not exist". Convex creates a table on its first insert; doing that here needs
+//! a replicated, transactional catalog (the table's creation must commit or abort with the
+//! insert, and must be in the read set of queries that saw it missing), which is a later step.
+//! `udf::TableResolver` is implemented for `Catalog` in `udf`.
+//!
+//! # Errors
+//!
+//! A syscall error that the function should see (a bad id, a write in a query, a missing
+//! document) is thrown as a JS exception it may catch. A failure of the database itself or an
+//! exceeded transaction limit is fatal: the handler records it, every later syscall fails with
+//! it, and the run fails whatever the code did with the exception, so a transaction that missed
+//! a read or a write is never committed. [`FunctionError`] separates a thrown `ConvexError`
+//! (message and data), developer errors ([`DeveloperErrorKind`]) and system errors, and says
+//! which are retryable.
+//!
+//! # Not yet
+//!
+//! Actions, `runQuery`/`runMutation` from inside a function (`1.0/runUdf`), scheduling,
+//! storage, text search, `maximumRowsRead`/`maximumBytesRead` and split cursors in
+//! `1.0/queryPage` (pages are bounded by `pageSize` and the transaction's read limits), and
+//! system tables (`_storage`, `_scheduled_functions`) do not exist yet.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+mod runner;
+mod syscalls;
+
+pub use error::{DeveloperErrorKind, FunctionError};
+pub use runner::{
+    FunctionRunner, FunctionSpec, MutationOutcome, QueryOutcome, RunOptions, parse_function_path,
+};
+pub use syscalls::{AccessMode, DbSyscalls, FatalSyscallError};

@@ -1,0 +1,26 @@
+import { defineSchema, defineTable } from "convex/server";
+import { v } from "convex/values";
+
+export default defineSchema({
+  users: defineTable({
+    name: v.string(),
+    role: v.union(v.literal("admin"), v.literal("member")),
+    email: v.optional(v.string()),
+  }).index("by_name", ["name"]),
+
+  messages: defineTable({
+    author: v.id("users"),
+    channel: v.string(),
+    body: v.string(),
+    time: v.number(),
+    tags: v.optional(v.array(v.string())),
+    edited: v.optional(v.boolean()),
+  })
+    .index("by_author", ["author"])
+    .index("by_channel_time", ["channel", "time"]),
+
+  counters: defineTable({
+    name: v.string(),
+    value: v.int64(),
+  }).index("by_name", ["name"]),
+});
