@@ -3,6 +3,7 @@
 //!
 //! Usage: `chorus-bench store [--batches N] [--reads N] [--dir PATH]`
 //!        `chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]`
+//!        `chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]`
 
 use std::time::{Duration, Instant};
 
@@ -13,17 +14,21 @@ use store::{
 use value::{DocumentId, IndexKey, InternalId, TableNumber, Value};
 
 mod commit;
+mod functions;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("store") => store_bench(&args[1..]),
         Some("commit") => commit::run(&args[1..]),
+        Some("functions") => functions::run(&args[1..]),
         _ => Err(
             "usage: chorus-bench store [--batches N] [--reads N] [--dir PATH]\n       \
-             chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]\n  \
+             chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]\n       \
+             chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]\n  \
              store:  MVCC store on fjall: durable 100-document batches, point reads, index scans\n  \
-             commit: transactions through the committer, durable, closed-loop writers"
+             commit: transactions through the committer, durable, closed-loop writers\n  \
+             functions: the real Convex bundle of tests/convex-project through the runtime"
                 .to_string(),
         ),
     };
