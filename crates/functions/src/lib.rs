@@ -40,9 +40,25 @@
 //! (message and data), developer errors ([`DeveloperErrorKind`]) and system errors, and says
 //! which are retryable.
 //!
+//! # Nested calls
+//!
+//! `ctx.runQuery`/`ctx.runMutation` (`1.0/runUdf`, by `name`) run the target export of the
+//! same code version in the caller's call: same JS thread and context (the pool is not
+//! re-entered), same [`DbSyscalls`] and transaction, so a nested query sees the caller's
+//! writes. The handler checks the target (it exists; its kind; `runMutation` is refused in a
+//! query), its arguments against `exportArgs()` and, when it returns, its result against
+//! `exportReturns()`; internal targets are allowed. A nested mutation runs as a
+//! sub-transaction: a `txn::Savepoint` is taken first and restored if it fails (throws, or
+//! returns an invalid value), while the caller may catch the error and go on; reads stay
+//! recorded. At most `knobs::FUNCTION_MAX_NESTING_DEPTH` nested calls may be open at once.
+//! Overlapping nested mutations (started without awaiting the previous one) share the
+//! transaction without isolation from each other; if one fails while a call started after it
+//! is still running, the whole function fails rather than undo writes it cannot attribute.
+//! Component `reference`s and `functionHandle`s are not supported.
+//!
 //! # Not yet
 //!
-//! Actions, `runQuery`/`runMutation` from inside a function (`1.0/runUdf`), scheduling,
+//! Actions, scheduling,
 //! storage, text search, `maximumRowsRead`/`maximumBytesRead` and split cursors in
 //! `1.0/queryPage` (pages are bounded by `pageSize` and the transaction's read limits), and
 //! system tables (`_storage`, `_scheduled_functions`) do not exist yet.

@@ -37,7 +37,7 @@ pub struct FunctionSpec {
 }
 
 /// The functions of one code version, by (module path, export name).
-type Analysis = BTreeMap<(String, String), FunctionSpec>;
+pub(crate) type Analysis = BTreeMap<(String, String), FunctionSpec>;
 
 /// Who is calling, and as whom.
 #[derive(Debug, Clone, Default)]
@@ -303,11 +303,13 @@ impl FunctionRunner {
         mode: AccessMode,
         options: &RunOptions,
     ) -> Result<(Value, Vec<String>, Transaction), FunctionError> {
+        let functions = self.analysis(code).await?;
         let txn = self.db.begin().map_err(commit_error)?;
         let snapshot_ms = txn.read_ts().0 / LOGICAL_PER_MS;
         let now_ms = self.clock.now_ms().max(snapshot_ms) as f64;
         let handler = DbSyscalls::new(txn, self.db.catalog.clone(), mode)
-            .with_identity(options.identity.clone());
+            .with_identity(options.identity.clone())
+            .with_functions(functions);
         let request = CallRequest {
             code: code.clone(),
             module: spec.module.clone(),

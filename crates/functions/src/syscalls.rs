@@ -12,14 +12,17 @@
 //!   the runner fails the function whatever the JS code did with the exception. A transaction
 //!   that may have missed a read or a write is never committed or reported as a result.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use js::{AsyncSyscallReply, SyscallError, SyscallHandler};
+use js::{AsyncSyscallReply, FunctionKind, NestedCall, NestedSettle, SyscallError, SyscallHandler};
 use serde_json::{Value as Json, json};
-use txn::{Catalog, Object, Patch, TableDef, Transaction, TxnError};
-use udf::{PreparedQuery, Query, QueryError, QueryStream};
+use txn::{Catalog, Object, Patch, Savepoint, TableDef, Transaction, TxnError};
+use udf::{PreparedQuery, Query, QueryError, QueryStream, Validator};
 use value::{DocumentId, Value};
+
+use crate::runner::{Analysis, parse_function_path};
 
 /// Whether the function may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,21 @@ pub struct DbSyscalls {
     next_query_id: u32,
     paginated: bool,
     fatal: Option<FatalSyscallError>,
+    /// The functions of the running code version, for `1.0/runUdf` (`None`: not available).
+    functions: Option<Arc<Analysis>>,
+    /// Nested calls in progress (`ctx.runQuery`/`ctx.runMutation`), oldest first.
+    nested: Vec<NestedFrame>,
+    next_frame_id: u64,
+}
+
+/// One nested call in progress.
+struct NestedFrame {
+    id: u64,
+    kind: FunctionKind,
+    path: String,
+    returns: Option<Validator>,
+    /// The writes before a nested mutation started, restored if it fails.
+    savepoint: Option<Savepoint>,
 }
 
 /// An error of one syscall: catchable, or fatal (recorded by the handler).
@@ -219,7 +237,16 @@ impl DbSyscalls {
             next_query_id: 0,
             paginated: false,
             fatal: None,
+            functions: None,
+            nested: Vec::new(),
+            next_frame_id: 0,
         }
+    }
+
+    /// Enables `1.0/runUdf` over the functions of the code version being run.
+    pub(crate) fn with_functions(mut self, functions: Arc<Analysis>) -> Self {
+        self.functions = Some(functions);
+        self
     }
 
     /// What `1.0/getUserIdentity` answers (`null` without one).
@@ -268,6 +295,110 @@ impl DbSyscalls {
                 Err(SyscallError::new(message))
             }
         }
+    }
+
+    /// Records a failure the way [`Self::answer`] does, for answers that are not JSON.
+    fn failed(&mut self, op: &str, failure: Failure) -> SyscallError {
+        match failure {
+            Failure::Catchable(message) => SyscallError::new(message),
+            Failure::Fatal(fatal) => {
+                let message = format!("{op} failed: {}", fatal.message);
+                self.fatal = Some(FatalSyscallError {
+                    message: message.clone(),
+                    system: fatal.system,
+                });
+                SyscallError::new(message)
+            }
+        }
+    }
+
+    /// `1.0/runUdf`: checks the target and its arguments, and asks the pool to run it in this
+    /// call (same transaction). A nested mutation gets a savepoint, restored if it fails.
+    fn run_udf(&mut self, args_json: &str) -> Result<NestedCall, Failure> {
+        const OP: &str = "1.0/runUdf";
+        let args = Args::parse(OP, args_json)?;
+        let kind = match args.str("udfType")? {
+            "query" | "snapshotQuery" => FunctionKind::Query,
+            "mutation" => FunctionKind::Mutation,
+            other => {
+                return Err(
+                    format!("Invalid arguments for {OP}: unknown udfType `{other}`").into(),
+                );
+            }
+        };
+        if kind == FunctionKind::Mutation
+            && (self.mode == AccessMode::ReadOnly
+                || self.nested.iter().any(|f| f.kind == FunctionKind::Query))
+        {
+            return Err(
+                "ctx.runMutation cannot be called from a query: queries are read-only".into(),
+            );
+        }
+        if self.nested.len() >= knobs::FUNCTION_MAX_NESTING_DEPTH {
+            return Err(format!(
+                "Function call depth exceeded: ctx.runQuery/ctx.runMutation may nest at most {} \
+                 calls deep",
+                knobs::FUNCTION_MAX_NESTING_DEPTH
+            )
+            .into());
+        }
+        if args.get("name").is_none()
+            && (args.get("reference").is_some() || args.get("functionHandle").is_some())
+        {
+            return Err(format!(
+                "{OP}: component references and function handles are not supported"
+            )
+            .into());
+        }
+        let path = args.str("name")?.to_owned();
+        let functions = self
+            .functions
+            .clone()
+            .ok_or_else(|| format!("{OP} is not available in this function execution"))?;
+        let (module, export) = parse_function_path(&path).map_err(|e| e.to_string())?;
+        let spec = functions
+            .get(&(module.clone(), export.clone()))
+            .ok_or_else(|| format!("Could not find function for '{path}'"))?;
+        if spec.kind != kind {
+            return Err(format!(
+                "Trying to execute {path} as a {kind}, but it is defined as a {}",
+                spec.kind
+            )
+            .into());
+        }
+        let fn_args = match args.get("args") {
+            None => Value::Object(Default::default()),
+            Some(json) => Value::from_json(json)
+                .map_err(|e| format!("Invalid arguments for {OP}: `args`: {e}"))?,
+        };
+        if !matches!(fn_args, Value::Object(_)) {
+            return Err(format!(
+                "ArgumentValidationError: the arguments of {path} must be an object, not {}",
+                fn_args.type_name()
+            )
+            .into());
+        }
+        if let Some(validator) = &spec.args {
+            validator
+                .check(&fn_args, &*self.catalog)
+                .map_err(|e| format!("ArgumentValidationError: {e}"))?;
+        }
+        let id = self.next_frame_id;
+        self.next_frame_id += 1;
+        self.nested.push(NestedFrame {
+            id,
+            kind,
+            path,
+            returns: spec.returns.clone(),
+            savepoint: (kind == FunctionKind::Mutation).then(|| self.txn.savepoint()),
+        });
+        Ok(NestedCall {
+            module,
+            export,
+            kind,
+            args_json: Json::Array(vec![fn_args.to_json()]).to_string(),
+            frame: Box::new(id),
+        })
     }
 
     fn require_write(&self, method: &str) -> Result<(), Failure> {
@@ -541,6 +672,15 @@ impl SyscallHandler for DbSyscalls {
     }
 
     fn async_syscall(&mut self, op: &str, args_json: &str) -> AsyncSyscallReply {
+        if op == "1.0/runUdf" {
+            if let Some(fatal) = &self.fatal {
+                return AsyncSyscallReply::Ready(Err(SyscallError::new(fatal.message.clone())));
+            }
+            return match self.run_udf(args_json) {
+                Ok(call) => AsyncSyscallReply::Invoke(call),
+                Err(failure) => AsyncSyscallReply::Ready(Err(self.failed(op, failure))),
+            };
+        }
         AsyncSyscallReply::Ready(self.answer(op, |this| {
             if !ASYNC_OPS.contains(&op) {
                 return Err(format!("Unknown async operation {op}").into());
@@ -559,5 +699,61 @@ impl SyscallHandler for DbSyscalls {
                 _ => Err(format!("Unknown async operation {op}").into()),
             }
         }))
+    }
+
+    fn finish_nested(
+        &mut self,
+        frame: Box<dyn Any + Send>,
+        result: Option<String>,
+    ) -> NestedSettle {
+        let Some(position) = frame
+            .downcast_ref::<u64>()
+            .and_then(|id| self.nested.iter().position(|f| f.id == *id))
+        else {
+            return NestedSettle::Reject(SyscallError::new("unknown nested function call"));
+        };
+        let innermost = position + 1 == self.nested.len();
+        let frame = self.nested.remove(position);
+        if let Some(fatal) = &self.fatal {
+            return NestedSettle::Reject(SyscallError::new(fatal.message.clone()));
+        }
+        let failure = match result {
+            None => None,
+            Some(text) => match Value::from_json_bytes(text.as_bytes()) {
+                Err(e) => Some(SyscallError::new(format!(
+                    "{} returned an invalid Convex value: {e}",
+                    frame.path
+                ))),
+                Ok(value) => match &frame.returns {
+                    Some(validator) => match validator.check(&value, &*self.catalog) {
+                        Ok(()) => return NestedSettle::Resolve(text),
+                        Err(e) => Some(SyscallError::new(format!("ReturnsValidationError: {e}"))),
+                    },
+                    None => return NestedSettle::Resolve(text),
+                },
+            },
+        };
+        // The nested call failed: its writes are undone, the caller goes on.
+        if let Some(savepoint) = frame.savepoint {
+            if !innermost {
+                // Another nested call started after this one and is still running: its writes
+                // cannot be told apart from this one's, so the whole function fails.
+                let message = format!(
+                    "1.0/runUdf failed: {} failed while another ctx.runQuery/ctx.runMutation \
+                     started after it was still running; await nested calls one at a time",
+                    frame.path
+                );
+                self.fatal = Some(FatalSyscallError {
+                    message: message.clone(),
+                    system: false,
+                });
+                return NestedSettle::Reject(SyscallError::new(message));
+            }
+            self.txn.rollback_to(savepoint);
+        }
+        match failure {
+            Some(error) => NestedSettle::Reject(error),
+            None => NestedSettle::Rethrow,
+        }
     }
 }

@@ -13,13 +13,12 @@
 //! uses the faked `Date.now()`, Chorus the system clock), but documents are compared in order, and
 //! the final tables are listed in `_creationTime` order on both sides, so their order is.
 //!
-//! Known gap: Chorus has no `1.0/runUdf` (`ctx.runQuery` / `ctx.runMutation`), which 5 of the
-//! app's functions need (9 of the 23 steps). `scenario_matches_convex_test` replays everything
-//! strictly and is `#[ignore]`d until it exists;
-//! `scenario_matches_convex_test_with_nested_calls_emulated` runs the other 14 steps through
-//! the runner and stands in for the 9 with a harness emulation ([`emulate`]) that has the same
-//! effects, built from direct transactions and the app's own internal functions, so that every
-//! later step still runs on the same data as in convex-test.
+//! 5 of the app's functions (9 of the 23 steps) call `ctx.runQuery` / `ctx.runMutation`
+//! (`1.0/runUdf`). `scenario_matches_convex_test` replays everything strictly through the
+//! runner; `scenario_matches_convex_test_with_nested_calls_emulated`, from before `1.0/runUdf`
+//! existed, runs the other 14 steps through the runner and stands in for the 9 with a harness
+//! emulation ([`emulate`]) that has the same effects, built from direct transactions and the
+//! app's own internal functions; it is kept as a check of the emulation's assumptions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -484,7 +483,6 @@ async fn full_last_page_is_followed_by_an_empty_done_page() {
 }
 
 #[tokio::test]
-#[ignore = "known gap: no 1.0/runUdf (ctx.runQuery/ctx.runMutation) for messages:send, messages:remove, counters:read, admin/stats:default, admin/stats:purgeChannel"]
 async fn scenario_matches_convex_test() {
     check(&replay(false).await);
 }

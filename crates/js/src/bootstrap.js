@@ -13,6 +13,7 @@
   const JSONStringify = JSON.stringify;
   const StringCtor = String;
   const RealDate = Date;
+  const ReflectApply = Reflect.apply;
 
   function define(target, name, value) {
     Object.defineProperty(target, name, {
@@ -24,9 +25,34 @@
   }
 
   // ---- Convex ----
+  const hostAsyncSyscall = host.asyncSyscall;
+  const PromiseThen = Promise.prototype.then;
+  // A nested call (`1.0/runUdf`): the handler chose the export; invoke it in this context once
+  // its module is imported, and report how it settled (`settle` returns the caller's result or
+  // throws its error).
+  function nestedCall(namespacePromise, name, kind, argsJson, settle) {
+    const started = ReflectApply(PromiseThen, namespacePromise, [
+      (namespace) => {
+        if (exportKind(namespace, name) !== kind) {
+          throw new Error(`"${StringCtor(name)}" is not a registered ${kind}`);
+        }
+        return invoke(namespace, name, kind, "", argsJson);
+      },
+    ]);
+    return ReflectApply(PromiseThen, started, [
+      (result) => settle(true, result, null, null),
+      (error) => {
+        // A ConvexError crosses over as a syscall error with its data, as Convex passes it.
+        const described = describeError(error);
+        return settle(false, error, described.convex ? described.data : null, described.message);
+      },
+    ]);
+  }
   const Convex = Object.freeze({
     syscall: host.syscall,
-    asyncSyscall: host.asyncSyscall,
+    asyncSyscall(op, argsJson) {
+      return hostAsyncSyscall(op, argsJson, nestedCall);
+    },
     jsSyscall(op) {
       throw new Error(`Convex.jsSyscall("${StringCtor(op)}") is not supported`);
     },
@@ -505,7 +531,6 @@
     return kinds.length === 1 ? kinds[0] : "";
   }
 
-  const ReflectApply = Reflect.apply;
   function invoke(namespace, name, kind, requestId, argsJson) {
     const f = namespace[name];
     switch (kind) {

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rquickjs::context::EvalOptions;
-use rquickjs::{Ctx, Exception, Function, Object, Persistent, TypedArray, Value};
+use rquickjs::{Ctx, Exception, Function, Module, Object, Persistent, TypedArray, Value};
 
 use crate::SyscallError;
 use crate::log::LogBuffer;
 use crate::modules::ModuleSet;
-use crate::syscall::{AsyncSyscallReply, PendingSyscall, SyscallHandler};
+use crate::syscall::{AsyncSyscallReply, NestedCall, NestedSettle, PendingSyscall, SyscallHandler};
 
 const BOOTSTRAP_JS: &str = include_str!("bootstrap.js");
 /// The bootstrap's name in stack traces; `describeError` trims its frames off the bottom.
@@ -265,7 +265,8 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Rc<Host>) -> rquickjs::Result<
             ctx.clone(),
             move |ctx: Ctx<'js>,
                   op: String,
-                  args_json: String|
+                  args_json: String,
+                  nested: Function<'js>|
                   -> rquickjs::Result<rquickjs::Promise<'js>> {
                 let reply = {
                     let mut call = h.call.borrow_mut();
@@ -277,6 +278,9 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Rc<Host>) -> rquickjs::Result<
                         },
                     }
                 };
+                if let AsyncSyscallReply::Invoke(call) = reply {
+                    return start_nested(&ctx, &h, nested, call);
+                }
                 let (promise, resolve, reject) = ctx.promise()?;
                 match reply {
                     AsyncSyscallReply::Ready(Ok(answer)) => resolve.call::<_, ()>((answer,))?,
@@ -297,6 +301,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Rc<Host>) -> rquickjs::Result<
                             reject.call::<_, ()>((value,))?;
                         }
                     }
+                    AsyncSyscallReply::Invoke(_) => {}
                 }
                 Ok(promise)
             },
@@ -445,6 +450,106 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Rc<Host>) -> rquickjs::Result<
     options.filename = Some(BOOTSTRAP_FILENAME.to_string());
     let bootstrap: Function<'js> = ctx.eval_with_options(BOOTSTRAP_JS, options)?;
     bootstrap.call((natives,))
+}
+
+/// Starts a nested call ([`AsyncSyscallReply::Invoke`]): imports the target module in this
+/// context (already evaluated modules are reused), and hands the namespace to the bootstrap's
+/// `nestedCall`, which invokes the export and reports its outcome to a `settle` callback. The
+/// callback gives the outcome to the handler (`finish_nested`) and turns its answer into the
+/// caller's result. The nested function runs as part of the current call: same handler, same
+/// time limit, same job queue.
+fn start_nested<'js>(
+    ctx: &Ctx<'js>,
+    host: &Rc<Host>,
+    nested: Function<'js>,
+    call: NestedCall,
+) -> rquickjs::Result<rquickjs::Promise<'js>> {
+    let NestedCall {
+        module,
+        export,
+        kind,
+        args_json,
+        frame,
+    } = call;
+    let frame = Rc::new(RefCell::new(Some(frame)));
+    let h = host.clone();
+    let frame_for_settle = frame.clone();
+    let settle = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>,
+              ok: bool,
+              value: Value<'js>,
+              convex_data: Option<String>,
+              message: Option<String>|
+              -> rquickjs::Result<String> {
+            let Some(frame) = frame_for_settle.borrow_mut().take() else {
+                let error = SyscallError::new("a nested function call settled twice");
+                let value = syscall_error_value(&ctx, &error)?;
+                return Err(ctx.throw(value));
+            };
+            let text = if ok {
+                value
+                    .as_string()
+                    .map(rquickjs::String::to_string)
+                    .transpose()?
+            } else {
+                None
+            };
+            let answer = {
+                let mut call = h.call.borrow_mut();
+                match call.as_mut().and_then(|call| call.handler.as_mut()) {
+                    None => NestedSettle::Reject(not_in_call("1.0/runUdf")),
+                    Some(handler) => handler.finish_nested(frame, text.clone()),
+                }
+            };
+            match answer {
+                NestedSettle::Resolve(text) => Ok(text),
+                NestedSettle::Reject(error) => {
+                    let value = syscall_error_value(&ctx, &error)?;
+                    Err(ctx.throw(value))
+                }
+                NestedSettle::Rethrow if ok => {
+                    // Returned something other than a JSON string.
+                    let error = SyscallError::new(format!(
+                        "invalid result of the nested function: expected a JSON string, got {}",
+                        value.type_name()
+                    ));
+                    let value = syscall_error_value(&ctx, &error)?;
+                    Err(ctx.throw(value))
+                }
+                NestedSettle::Rethrow => match convex_data {
+                    Some(data_json) => {
+                        let error = SyscallError {
+                            message: message.unwrap_or_default(),
+                            data_json: Some(data_json),
+                        };
+                        let value = syscall_error_value(&ctx, &error)?;
+                        Err(ctx.throw(value))
+                    }
+                    None => Err(ctx.throw(value)),
+                },
+            }
+        },
+    )?;
+    // From the root: a relative import would resolve against the calling module.
+    let namespace = match Module::import(ctx, format!("/{module}")) {
+        Ok(promise) => promise,
+        Err(e) => {
+            // Could not even start: the handler forgets the frame; the caller sees the error.
+            let thrown = match e {
+                rquickjs::Error::Exception => ctx.catch(),
+                other => syscall_error_value(ctx, &SyscallError::new(other.to_string()))?,
+            };
+            let (promise, _resolve, reject) = ctx.promise()?;
+            let none: Option<String> = None;
+            let _ = settle.call::<_, String>((false, thrown.clone(), none.clone(), none));
+            let _ = ctx.catch();
+            reject.call::<_, ()>((thrown,))?;
+            return Ok(promise);
+        }
+    };
+    drop(frame);
+    nested.call((namespace, export, kind.to_string(), args_json, settle))
 }
 
 /// Wakes the JS thread parked while it waits for pending syscall futures.

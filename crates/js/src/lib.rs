@@ -63,6 +63,16 @@
 //! its contexts, and builds a new one for the next request: an interrupted module or a heap at
 //! its limit is not trusted again. Other errors (exceptions, `ConvexError`) keep the context.
 //!
+//! # Nested calls
+//!
+//! A handler may answer an async syscall with [`AsyncSyscallReply::Invoke`] (how
+//! `ctx.runQuery`/`ctx.runMutation` work): the thread imports the target module into the
+//! current context and invokes the export there, as part of the current call — same handler,
+//! time limit, console, seed and job queue; the pool's queue is never re-entered, so nested
+//! calls cannot deadlock waiting for a free thread. When the nested promise settles,
+//! [`SyscallHandler::finish_nested`] decides how the caller's promise settles; a `ConvexError`
+//! the nested function threw reaches the caller as a syscall error carrying its data.
+//!
 //! # Time and randomness
 //!
 //! Queries and mutations see `Date.now()` (and `new Date()`, `performance.now()` = 0) fixed at
@@ -84,4 +94,4 @@ pub use pool::{
     CallFailure, CallOutcome, CallRequest, FunctionInfo, FunctionKind, JsPool, JsPoolConfig,
     Visibility,
 };
-pub use syscall::{AsyncSyscallReply, PendingSyscall, SyscallHandler};
+pub use syscall::{AsyncSyscallReply, NestedCall, NestedSettle, PendingSyscall, SyscallHandler};

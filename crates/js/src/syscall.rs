@@ -4,7 +4,7 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::SyscallError;
+use crate::{FunctionKind, SyscallError};
 
 /// A syscall answer that is not ready yet. It is polled on the JS thread with a waker that
 /// wakes that thread, so it must not depend on being polled inside a Tokio runtime: do the work
@@ -18,6 +18,37 @@ pub enum AsyncSyscallReply {
     /// Answered later; the thread keeps running other JS jobs and polls the future until it
     /// completes or the call's time limit passes.
     Pending(PendingSyscall),
+    /// Run another export of the same code (`ctx.runQuery`/`ctx.runMutation`, `1.0/runUdf`)
+    /// in the caller's context, on the same thread, with this same handler answering its
+    /// syscalls. When the nested function's promise settles, the pool calls
+    /// [`SyscallHandler::finish_nested`] with `frame`, and settles the caller's promise as it
+    /// answers.
+    Invoke(NestedCall),
+}
+
+/// A nested function call asked for by [`AsyncSyscallReply::Invoke`].
+pub struct NestedCall {
+    /// Module path, e.g. `counters.js`.
+    pub module: String,
+    /// Export name, e.g. `increment`.
+    pub export: String,
+    /// What the export must be (checked again in JS before it is invoked).
+    pub kind: FunctionKind,
+    /// JSON text of the positional args array, `[argsObject]`, convex-encoded.
+    pub args_json: String,
+    /// The handler's own record of the call, handed back to `finish_nested`.
+    pub frame: Box<dyn Any + Send>,
+}
+
+/// How the caller's promise settles once a nested call has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NestedSettle {
+    /// Resolve with this JSON text (the nested function's result, as the bundle expects).
+    Resolve(String),
+    /// Reject with this error.
+    Reject(SyscallError),
+    /// Reject with what the nested function threw, unchanged (a `ConvexError` stays one).
+    Rethrow,
 }
 
 /// What a function's syscalls do: reads and writes in the caller's transaction, identity,
@@ -40,6 +71,21 @@ pub trait SyscallHandler: Any + Send {
 
     /// `Convex.asyncSyscall(op, argsJson)`, whose JS result is a promise.
     fn async_syscall(&mut self, op: &str, args_json: &str) -> AsyncSyscallReply;
+
+    /// A nested call this handler started with [`AsyncSyscallReply::Invoke`] has settled:
+    /// `result` is its JSON result text, or `None` if it threw (or could not be started). The
+    /// default passes the outcome through.
+    fn finish_nested(
+        &mut self,
+        frame: Box<dyn Any + Send>,
+        result: Option<String>,
+    ) -> NestedSettle {
+        let _ = frame;
+        match result {
+            Some(text) => NestedSettle::Resolve(text),
+            None => NestedSettle::Rethrow,
+        }
+    }
 }
 
 impl dyn SyscallHandler {

@@ -425,3 +425,111 @@ export const site = query(async () => [atImport, process.env.SITE_URL ?? null, O
         assert_eq!(value, json!([url, url, ["SITE_URL"]]));
     }
 }
+
+/// Calls other exports through a handler that answers `test/invoke` with a nested call.
+const CALLER_JS: &str = r#"
+import { query, mutation, performAsyncSyscall } from "./_deps/chunk.js";
+const invoke = (module, exportName, kind, args) =>
+  performAsyncSyscall("test/invoke", { module, export: exportName, kind, args });
+export const viaGet = query(async (_ctx, { id }) => await invoke("messages.js", "get", "query", { id }));
+export const viaSend = mutation(async (_ctx, args) => {
+  const id = await invoke("messages.js", "send", "mutation", args);
+  const again = await invoke("dir/other.js", "hidden", "query", {});
+  return { id, again };
+});
+export const wrongKind = query(async () => {
+  try { await invoke("messages.js", "send", "query", {}); return null; } catch (e) { return e.message; }
+});
+export const nestedThrows = mutation(async () => {
+  try { await invoke("messages.js", "fail", "mutation", {}); return null; }
+  catch (e) { return { message: e.message, data: e.data ?? null }; }
+});
+"#;
+
+fn caller_project() -> Arc<js::ModuleSet> {
+    module_set(
+        2,
+        &[
+            ("messages.js", MESSAGES_JS),
+            ("dir/other.js", DIR_OTHER_JS),
+            ("caller.js", CALLER_JS),
+            ("_deps/chunk.js", CHUNK_JS),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn nested_calls_run_in_the_same_call_with_the_same_handler() {
+    let pool = pool(1);
+    let code = caller_project();
+    let handler = FakeHandler::with_doc("m1", json!({ "_id": "m1", "body": "hi" }));
+    let (value, outcome) = ok(
+        &pool,
+        request(
+            &code,
+            "caller.js",
+            "viaGet",
+            FunctionKind::Query,
+            json!({ "id": "m1" }),
+            handler,
+        ),
+    )
+    .await;
+    assert_eq!(value, json!({ "_id": "m1", "body": "hi" }));
+    assert_eq!(fake(outcome.handler).ops(), ["test/invoke", "1.0/get"]);
+
+    let (value, outcome) = ok(
+        &pool,
+        request(
+            &code,
+            "caller.js",
+            "viaSend",
+            FunctionKind::Mutation,
+            json!({ "author": "a", "body": "b" }),
+            FakeHandler::default(),
+        ),
+    )
+    .await;
+    assert_eq!(value["again"], json!("hidden"));
+    let handler = fake(outcome.handler);
+    assert_eq!(handler.ops()[0], "test/invoke");
+    assert!(handler.ops().contains(&"1.0/insert"), "{:?}", handler.ops());
+}
+
+#[tokio::test]
+async fn nested_call_errors_reach_the_caller() {
+    let pool = pool(1);
+    let code = caller_project();
+    let (value, _) = ok(
+        &pool,
+        request(
+            &code,
+            "caller.js",
+            "wrongKind",
+            FunctionKind::Query,
+            json!({}),
+            FakeHandler::default(),
+        ),
+    )
+    .await;
+    assert!(
+        value
+            .as_str()
+            .is_some_and(|m| m.contains("not a registered query")),
+        "{value}"
+    );
+    let (value, _) = ok(
+        &pool,
+        request(
+            &code,
+            "caller.js",
+            "nestedThrows",
+            FunctionKind::Mutation,
+            json!({}),
+            FakeHandler::default(),
+        ),
+    )
+    .await;
+    // A ConvexError crosses over with its data, as a syscall error carrying data.
+    assert_eq!(value["data"], json!({ "code": "nope", "n": 1 }), "{value}");
+}

@@ -125,3 +125,6 @@ pub const VALIDATOR_MAX_NESTING: usize = 128;
 pub const FUNCTION_MAX_OPEN_QUERY_STREAMS: usize = 256;
 /// Code versions whose analysis (functions, kinds, validators) a function runner keeps.
 pub const FUNCTION_ANALYSIS_CACHE_VERSIONS: usize = 16;
+/// Deepest chain of `ctx.runQuery`/`ctx.runMutation` calls (`1.0/runUdf`) open at once inside
+/// one query or mutation; a call beyond it fails with an error the caller may catch.
+pub const FUNCTION_MAX_NESTING_DEPTH: usize = 8;

@@ -27,7 +27,8 @@ pub use error::{CommitError, TxnError};
 pub use local::{LocalRange, OpenError, ReplicatorKind};
 pub use readset::{IndexRef, ReadSet, WrittenKeys, document_range};
 pub use transaction::{
-    CreationClock, FinalTransaction, IdGenerator, IndexScan, Object, Patch, ScanResult, Transaction,
+    CreationClock, FinalTransaction, IdGenerator, IndexScan, Object, Patch, Savepoint, ScanResult,
+    Transaction,
 };
 pub use tso::{Clock, LOGICAL_PER_MS, LocalTso, SystemClock, TimestampOracle, TsoError};
 pub use writelog::{WriteLog, WriteLogEntry};

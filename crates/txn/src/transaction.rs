@@ -150,6 +150,14 @@ pub struct Transaction {
     creation: Arc<CreationClock>,
 }
 
+/// The buffered writes of a [`Transaction`] at one moment, to undo what a nested function
+/// (a sub-transaction) wrote when it fails: see [`Transaction::savepoint`].
+#[derive(Clone, Debug)]
+pub struct Savepoint {
+    writes: BTreeMap<DocumentId, PendingWrite>,
+    bytes_written: usize,
+}
+
 /// What a finished transaction asks the committer to commit.
 #[derive(Clone, Debug, Default)]
 pub struct FinalTransaction {
@@ -336,6 +344,22 @@ impl Transaction {
     pub fn delete(&mut self, id: &DocumentId) -> Result<(), TxnError> {
         let current = self.get(id)?.ok_or(TxnError::NotFound(*id))?;
         self.set(*id, Some(current), None)
+    }
+
+    /// The writes buffered so far, to return to with [`Self::rollback_to`].
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            writes: self.writes.clone(),
+            bytes_written: self.bytes_written,
+        }
+    }
+
+    /// Undoes every write made since `savepoint` was taken (of this transaction). Reads stay
+    /// recorded: the read set only grows, so a rolled-back sub-transaction's reads still
+    /// conflict with later commits, as they should (the caller saw their effects).
+    pub fn rollback_to(&mut self, savepoint: Savepoint) {
+        self.writes = savepoint.writes;
+        self.bytes_written = savepoint.bytes_written;
     }
 
     /// Records a write. `current` is what `get` returned: for a first write of this id it is

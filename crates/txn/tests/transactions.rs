@@ -361,3 +361,40 @@ async fn creation_times_are_unique_across_transactions_at_one_snapshot() {
         .as_millis() as f64;
     assert!(inserted[0] > now_ms - 60_000.0);
 }
+
+#[tokio::test]
+async fn rollback_to_a_savepoint_undoes_later_writes_and_keeps_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = new_db(dir.path());
+    let mut t = db.begin().expect("begin");
+    let a = t.insert(table(), doc(1, "a")).expect("insert");
+    let before = t.savepoint();
+    let b = t.insert(table(), doc(1, "b")).expect("insert");
+    t.replace(&a, doc(1, "a2")).expect("replace");
+    assert_eq!(
+        names(&t.scan(&scan(1, Order::Asc, 10)).expect("scan").rows),
+        vec!["a2", "b"]
+    );
+    let reads_before_rollback = t.read_set().clone();
+    t.rollback_to(before);
+    assert_eq!(t.get(&b).expect("get"), None);
+    assert_eq!(
+        names(&t.scan(&scan(1, Order::Asc, 10)).expect("scan").rows),
+        vec!["a"]
+    );
+    // The read set only grows: what was read after the savepoint is still recorded.
+    assert!(t.read_set().len() >= reads_before_rollback.len());
+    assert!(
+        reads_before_rollback
+            .iter()
+            .all(|read| t.read_set().iter().any(|r| r == read))
+    );
+    let finished = t.finish().expect("finish");
+    assert_eq!(finished.documents.len(), 1);
+    db.committer.commit(finished).await.expect("commit");
+    let mut t = db.begin().expect("begin");
+    assert_eq!(
+        names(&t.scan(&scan(1, Order::Asc, 10)).expect("scan").rows),
+        vec!["a"]
+    );
+}

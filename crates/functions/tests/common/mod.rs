@@ -153,7 +153,12 @@ function register(kind, visibility, definition) {
   func.exportArgs = () => args;
   func.exportReturns = () => returns;
   func._handler = handler;
-  const ctx = { db, auth: { getUserIdentity: () => performAsyncSyscall("1.0/getUserIdentity", {}) } };
+  const ctx = {
+    db,
+    auth: { getUserIdentity: () => performAsyncSyscall("1.0/getUserIdentity", {}) },
+    runQuery: (name, args) => performAsyncSyscall("1.0/runUdf", { udfType: "query", name, args: args ?? {} }),
+    runMutation: (name, args) => performAsyncSyscall("1.0/runUdf", { udfType: "mutation", name, args: args ?? {} }),
+  };
   if (kind === "Query") func.invokeQuery = (argsJson) => run(handler, ctx, argsJson);
   if (kind === "Mutation") func.invokeMutation = (argsJson) => run(handler, ctx, argsJson);
   return func;
@@ -161,6 +166,71 @@ function register(kind, visibility, definition) {
 export const query = (d) => register("Query", "Public", d);
 export const internalQuery = (d) => register("Query", "Internal", d);
 export const mutation = (d) => register("Mutation", "Public", d);
+export const internalMutation = (d) => register("Mutation", "Internal", d);
+"#;
+
+/// Functions that call other functions (`ctx.runQuery` / `ctx.runMutation`, `1.0/runUdf`).
+pub const NESTED_JS: &str = r#"
+import { query, internalQuery, mutation, internalMutation, ConvexError } from "./_deps/chunk.js";
+
+export const writeThenList = mutation(async (ctx, { body }) => {
+  await ctx.db.insert("messages", { author: "parent", body, n: 1 });
+  const listed = await ctx.runQuery("messages:list", {});
+  return listed.map((d) => d.body);
+});
+
+export const insertThenThrow = internalMutation(async (ctx, { body }) => {
+  await ctx.db.insert("messages", { author: "child", body, n: 2 });
+  throw new ConvexError({ code: "child", body });
+});
+
+export const insertOne = internalMutation(async (ctx, { body }) => {
+  await ctx.db.insert("messages", { author: "child", body, n: 3 });
+  return body;
+});
+
+export const catchFailingChild = mutation(async (ctx) => {
+  await ctx.db.insert("messages", { author: "parent", body: "before", n: 1 });
+  const kept = await ctx.runMutation("nested:insertOne", { body: "kept" });
+  let caught = null;
+  try {
+    await ctx.runMutation("nested:insertThenThrow", { body: "lost" });
+  } catch (e) {
+    caught = { isConvexError: e instanceof ConvexError, data: e.data };
+  }
+  await ctx.db.insert("messages", { author: "parent", body: "after", n: 4 });
+  const bodies = (await ctx.db.query("messages").collect()).map((d) => d.body);
+  return { kept, caught, bodies };
+});
+
+export const queryCallsMutation = query(async (ctx) => {
+  try {
+    await ctx.runMutation("nested:insertOne", { body: "from a query" });
+    return null;
+  } catch (e) {
+    return e.message;
+  }
+});
+
+export const badNestedArgs = mutation(async (ctx) => {
+  const errors = [];
+  for (const f of [
+    () => ctx.runMutation("messages:send", { author: 1, body: "x", n: 1 }),
+    () => ctx.runQuery("nested:nope", {}),
+    () => ctx.runQuery("messages:send", { author: "a", body: "x", n: 1 }),
+    () => ctx.runQuery("messages:badReturn", {}),
+  ]) {
+    try { await f(); errors.push(null); } catch (e) { errors.push(e.message); }
+  }
+  return errors;
+});
+
+export const hiddenViaNested = query(async (ctx) => await ctx.runQuery("messages:hidden", {}));
+
+export const deep = internalQuery(async (ctx, { n }) =>
+  n === 0 ? 0 : 1 + (await ctx.runQuery("nested:deep", { n: n - 1 })));
+
+export const deepFrom = query(async (ctx, { n }) => await ctx.runQuery("nested:deep", { n }));
 "#;
 
 /// The functions the tests call.
@@ -324,10 +394,14 @@ pub fn catalog() -> Catalog {
 pub fn project() -> Arc<ModuleSet> {
     Arc::new(ModuleSet {
         version: 1,
-        modules: [("messages.js", MESSAGES_JS), ("_deps/chunk.js", CHUNK_JS)]
-            .into_iter()
-            .map(|(path, source)| (path.to_owned(), Arc::<str>::from(source)))
-            .collect::<BTreeMap<_, _>>(),
+        modules: [
+            ("messages.js", MESSAGES_JS),
+            ("nested.js", NESTED_JS),
+            ("_deps/chunk.js", CHUNK_JS),
+        ]
+        .into_iter()
+        .map(|(path, source)| (path.to_owned(), Arc::<str>::from(source)))
+        .collect::<BTreeMap<_, _>>(),
     })
 }
 

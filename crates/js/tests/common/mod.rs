@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use js::{
     AsyncSyscallReply, CallFailure, CallOutcome, CallRequest, FunctionKind, JsPool, JsPoolConfig,
-    ModuleSet, SyscallError, SyscallHandler,
+    ModuleSet, NestedCall, SyscallError, SyscallHandler,
 };
 
 /// Upper bound on any single test's wait for the pool.
@@ -350,6 +350,26 @@ impl SyscallHandler for FakeHandler {
                         .await
                         .map_err(|_| SyscallError::new("sender dropped"))
                 }));
+            }
+            "test/invoke" => {
+                // `{module, export, kind, args}`: run another export in this call.
+                let text = |name: &str| {
+                    field(args_json, name)
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let kind = match text("kind").as_str() {
+                    "mutation" => FunctionKind::Mutation,
+                    _ => FunctionKind::Query,
+                };
+                return AsyncSyscallReply::Invoke(NestedCall {
+                    module: text("module"),
+                    export: text("export"),
+                    kind,
+                    args_json: serde_json::json!([field(args_json, "args")]).to_string(),
+                    frame: Box::new(()),
+                });
             }
             "test/never" => {
                 return AsyncSyscallReply::Pending(Box::pin(std::future::pending()));
