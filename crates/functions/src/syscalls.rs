@@ -107,6 +107,7 @@ fn txn_failure(error: TxnError) -> Failure {
         }),
         TxnError::NotFound(_)
         | TxnError::InvalidDocument(_)
+        | TxnError::SchemaViolation { .. }
         | TxnError::Key(_)
         | TxnError::SystemField(_) => Failure::Catchable(error.to_string()),
     }

@@ -2,6 +2,7 @@
 //! document implies. (The deployed catalog — names, schema, versions — builds these.)
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use store::IndexNumber;
 use value::{IndexKey, KeyError, TableNumber, Value};
@@ -48,12 +49,41 @@ pub fn lookup<'a>(doc: &'a Object, path: &[String]) -> Option<&'a Value> {
     Some(current)
 }
 
-/// A table: its number, name and secondary indexes.
+/// Checks documents written to a table against the table's schema (Convex's `documentType`).
+/// The transaction layer calls it on every insert, replace and patch; implementations live
+/// above it (`udf` implements it with Convex validators).
+pub trait DocumentValidator: Send + Sync + 'static {
+    /// `Err(message)` if `fields` — the document's user fields, system fields removed — do not
+    /// match. `catalog` resolves table names (for `v.id("table")`).
+    fn check(&self, fields: &Object, catalog: &Catalog) -> Result<(), String>;
+}
+
+/// A table's schema check, compared by identity.
+#[derive(Clone)]
+pub struct SchemaCheck(pub Arc<dyn DocumentValidator>);
+
+impl std::fmt::Debug for SchemaCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchemaCheck(..)")
+    }
+}
+
+impl PartialEq for SchemaCheck {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SchemaCheck {}
+
+/// A table: its number, name, secondary indexes and, when a schema with validation is
+/// deployed, the check its documents must pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableDef {
     pub number: TableNumber,
     pub name: String,
     pub indexes: Vec<IndexDef>,
+    pub schema: Option<SchemaCheck>,
 }
 
 impl TableDef {
@@ -67,7 +97,14 @@ impl TableDef {
                 name: "by_creation_time".into(),
                 fields: vec![],
             }],
+            schema: None,
         }
+    }
+
+    /// Documents written to this table must pass `validator`.
+    pub fn with_schema(mut self, validator: Arc<dyn DocumentValidator>) -> Self {
+        self.schema = Some(SchemaCheck(validator));
+        self
     }
 
     /// Adds a secondary index on `fields` (dotted paths), numbered after the existing ones.

@@ -18,6 +18,11 @@ pub enum TxnError {
     InvalidDocument(#[from] ValueError),
     #[error("invalid index key: {0}")]
     Key(#[from] KeyError),
+    /// A written document does not match its table's schema; nothing was written.
+    #[error(
+        "Failed to insert or update a document in table \"{table}\" because it does not match the schema: {message}"
+    )]
+    SchemaViolation { table: String, message: String },
     #[error("field {0} is a system field and cannot be written")]
     SystemField(String),
     /// A transaction limit (documents or bytes read or written, ranges read) was exceeded.

@@ -21,7 +21,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use catalog::{CREATION_TIME, Catalog, ID, IndexDef, TableDef, lookup};
+pub use catalog::{
+    CREATION_TIME, Catalog, DocumentValidator, ID, IndexDef, SchemaCheck, TableDef, lookup,
+};
 pub use committer::{Committer, CommitterStats};
 pub use error::{CommitError, TxnError};
 pub use local::{LocalRange, OpenError, ReplicatorKind};

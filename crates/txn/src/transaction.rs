@@ -298,6 +298,7 @@ impl Transaction {
         doc.insert(ID.into(), Value::String(id.encode()));
         doc.insert(CREATION_TIME.into(), Value::Float64(creation));
         value::validate_document(&doc)?;
+        self.check_schema(table, &doc)?;
         assert!(
             !self.writes.contains_key(&id),
             "generated a duplicate id {id}"
@@ -317,6 +318,7 @@ impl Transaction {
             }
         }
         value::validate_document(&doc)?;
+        self.check_schema(id.table, &doc)?;
         self.set(*id, Some(current), Some(doc))
     }
 
@@ -337,6 +339,7 @@ impl Transaction {
             };
         }
         value::validate_document(&doc)?;
+        self.check_schema(id.table, &doc)?;
         self.set(*id, Some(current), Some(doc))
     }
 
@@ -360,6 +363,24 @@ impl Transaction {
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
         self.writes = savepoint.writes;
         self.bytes_written = savepoint.bytes_written;
+    }
+
+    /// Checks `doc` against its table's schema, if one with validation is deployed.
+    fn check_schema(&self, table: TableNumber, doc: &Object) -> Result<(), TxnError> {
+        let def = self.table(table)?;
+        let Some(schema) = &def.schema else {
+            return Ok(());
+        };
+        let mut fields = doc.clone();
+        fields.remove(ID);
+        fields.remove(CREATION_TIME);
+        schema
+            .0
+            .check(&fields, &self.catalog)
+            .map_err(|message| TxnError::SchemaViolation {
+                table: def.name.clone(),
+                message,
+            })
     }
 
     /// Records a write. `current` is what `get` returned: for a first write of this id it is

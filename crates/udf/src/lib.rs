@@ -18,6 +18,7 @@ pub mod expr;
 mod parse;
 pub mod query;
 pub mod range;
+pub mod schema;
 pub mod stream;
 pub mod validator;
 
@@ -25,6 +26,7 @@ pub use expr::{ArithOp, CmpOp, EvalError, Expr, FieldPath};
 pub use parse::ParseError;
 pub use query::{IndexName, Operator, Query, RangeExpr, RangeOp, SearchFilter, Source};
 pub use range::{IndexKind, RangeError, check_range, compile_range, is_empty_range};
+pub use schema::{DocumentSchema, SchemaError, catalog_from_schema};
 pub use stream::{
     BY_CREATION_TIME, BY_ID, Page, PreparedQuery, QueryError, QueryStream, TableResolver,
 };
