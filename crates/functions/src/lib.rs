@@ -56,21 +56,33 @@
 //! is still running, the whole function fails rather than undo writes it cannot attribute.
 //! Component `reference`s and `functionHandle`s are not supported.
 //!
+//! # Actions
+//!
+//! [`FunctionRunner::run_action`] runs an action outside any transaction. Its
+//! `ctx.runQuery`/`ctx.runMutation`/`ctx.runAction` (`1.0/actions/query|mutation|action`) run
+//! the target as an independent call nested in the action's JS context (no second pool thread,
+//! so no deadlock): a query at a fresh snapshot, a mutation on its own transaction, committed
+//! (retried on conflicts) before the action goes on. One nested query or mutation may run at a
+//! time per action (overlapping ones fail with an error). Database syscalls made directly by an
+//! action are refused; scheduling, storage, fetch and vector search are not supported.
+//!
 //! # Not yet
 //!
-//! Actions, scheduling,
+//! Scheduling,
 //! storage, text search, `maximumRowsRead`/`maximumBytesRead` and split cursors in
 //! `1.0/queryPage` (pages are bounded by `pageSize` and the transaction's read limits), and
 //! system tables (`_storage`, `_scheduled_functions`) do not exist yet.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod actions;
 mod error;
 mod runner;
 mod syscalls;
 
 pub use error::{DeveloperErrorKind, FunctionError};
 pub use runner::{
-    FunctionRunner, FunctionSpec, MutationOutcome, QueryOutcome, RunOptions, parse_function_path,
+    ActionOutcome, FunctionRunner, FunctionSpec, MutationOutcome, QueryOutcome, RunOptions,
+    parse_function_path,
 };
 pub use syscalls::{AccessMode, DbSyscalls, FatalSyscallError};

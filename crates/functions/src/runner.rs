@@ -18,6 +18,7 @@ use txn::{
 use udf::Validator;
 use value::Value;
 
+use crate::actions::ActionSyscalls;
 use crate::error::{DeveloperErrorKind, FunctionError};
 use crate::syscalls::{AccessMode, DbSyscalls, FatalSyscallError};
 
@@ -67,6 +68,13 @@ pub struct MutationOutcome {
     pub log_lines: Vec<String>,
     /// The commit's timestamp (the read timestamp if the mutation wrote nothing).
     pub commit_ts: Timestamp,
+}
+
+/// An action that returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionOutcome {
+    pub value: Value,
+    pub log_lines: Vec<String>,
 }
 
 /// Splits a function path `module:export` into a module path and an export name. The module
@@ -458,6 +466,80 @@ impl FunctionRunner {
                 }
                 Err(e) => return Err(commit_error(e)),
             }
+        }
+    }
+}
+
+impl FunctionRunner {
+    /// Runs the action at `path` with `args`, as a server-side caller; see
+    /// [`Self::run_action_with`].
+    pub async fn run_action(
+        &self,
+        code: Arc<ModuleSet>,
+        path: &str,
+        args: Value,
+    ) -> Result<ActionOutcome, FunctionError> {
+        self.run_action_with(code, path, args, &RunOptions::default())
+            .await
+    }
+
+    /// Runs an action: outside any transaction, with a clock that advances. Its
+    /// `ctx.runQuery`/`ctx.runMutation`/`ctx.runAction` run the target as an independent call
+    /// (a query at a fresh snapshot; a mutation committed, with conflict retries, before the
+    /// action goes on), nested in the action's JS context (see `actions.rs`). An action is
+    /// never retried: what its mutations committed stays committed if it later fails.
+    pub async fn run_action_with(
+        &self,
+        code: Arc<ModuleSet>,
+        path: &str,
+        args: Value,
+        options: &RunOptions,
+    ) -> Result<ActionOutcome, FunctionError> {
+        let (spec, args_json) = self
+            .prepare(&code, path, FunctionKind::Action, &args, options)
+            .await?;
+        let functions = self.analysis(&code).await?;
+        let handler = ActionSyscalls::new(self.db.clone(), functions, options.identity.clone());
+        let seed = self.next_seed();
+        let request = CallRequest {
+            code: code.clone(),
+            module: spec.module.clone(),
+            export: spec.name.clone(),
+            kind: FunctionKind::Action,
+            args_json,
+            request_id: format!("{:016x}", splitmix(seed)),
+            seed,
+            now_ms: self.clock.now_ms() as f64,
+            env: self.env.clone(),
+            handler: Box::new(handler),
+        };
+        match self.pool.run(request).await {
+            Ok(CallOutcome {
+                result_json,
+                log_lines,
+                ..
+            }) => {
+                let value = Value::from_json_bytes(result_json.as_bytes()).map_err(|e| {
+                    FunctionError::developer(
+                        DeveloperErrorKind::InvalidReturn,
+                        format!("the function returned an invalid Convex value: {e}"),
+                    )
+                    .with_log_lines(log_lines.clone())
+                })?;
+                if let Some(validator) = &spec.returns {
+                    validator.check(&value, &*self.db.catalog).map_err(|e| {
+                        FunctionError::developer(
+                            DeveloperErrorKind::InvalidReturn,
+                            format!("ReturnsValidationError: {e}"),
+                        )
+                        .with_log_lines(log_lines.clone())
+                    })?;
+                }
+                Ok(ActionOutcome { value, log_lines })
+            }
+            Err(CallFailure {
+                error, log_lines, ..
+            }) => Err(js_error(error, log_lines)),
         }
     }
 }

@@ -71,7 +71,7 @@ struct NestedFrame {
 }
 
 /// An error of one syscall: catchable, or fatal (recorded by the handler).
-enum Failure {
+pub(crate) enum Failure {
     Catchable(String),
     Fatal(FatalSyscallError),
 }
@@ -121,13 +121,13 @@ fn query_failure(error: QueryError) -> Failure {
 }
 
 /// The arguments of a syscall, as a JSON object.
-struct Args<'a> {
+pub(crate) struct Args<'a> {
     op: &'a str,
     fields: serde_json::Map<String, Json>,
 }
 
 impl<'a> Args<'a> {
-    fn parse(op: &'a str, args_json: &str) -> Result<Self, Failure> {
+    pub(crate) fn parse(op: &'a str, args_json: &str) -> Result<Self, Failure> {
         match serde_json::from_str::<Json>(args_json) {
             Ok(Json::Object(fields)) => Ok(Args { op, fields }),
             Ok(_) => Err(format!("Invalid arguments for {op}: expected a JSON object").into()),
@@ -148,7 +148,7 @@ impl<'a> Args<'a> {
         })
     }
 
-    fn str(&self, name: &str) -> Result<&str, Failure> {
+    pub(crate) fn str(&self, name: &str) -> Result<&str, Failure> {
         self.required(name)?.as_str().ok_or_else(|| {
             Failure::Catchable(format!(
                 "Invalid arguments for {}: `{name}` must be a string",
@@ -351,53 +351,32 @@ impl DbSyscalls {
             )
             .into());
         }
-        let path = args.str("name")?.to_owned();
         let functions = self
             .functions
             .clone()
             .ok_or_else(|| format!("{OP} is not available in this function execution"))?;
-        let (module, export) = parse_function_path(&path).map_err(|e| e.to_string())?;
-        let spec = functions
-            .get(&(module.clone(), export.clone()))
-            .ok_or_else(|| format!("Could not find function for '{path}'"))?;
-        if spec.kind != kind {
-            return Err(format!(
-                "Trying to execute {path} as a {kind}, but it is defined as a {}",
-                spec.kind
-            )
-            .into());
-        }
-        let fn_args = match args.get("args") {
-            None => Value::Object(Default::default()),
-            Some(json) => Value::from_json(json)
-                .map_err(|e| format!("Invalid arguments for {OP}: `args`: {e}"))?,
-        };
-        if !matches!(fn_args, Value::Object(_)) {
-            return Err(format!(
-                "ArgumentValidationError: the arguments of {path} must be an object, not {}",
-                fn_args.type_name()
-            )
-            .into());
-        }
-        if let Some(validator) = &spec.args {
-            validator
-                .check(&fn_args, &*self.catalog)
-                .map_err(|e| format!("ArgumentValidationError: {e}"))?;
-        }
+        let target = check_target(OP, &functions, &self.catalog, &args, kind)?;
+        let TargetCall {
+            path,
+            module,
+            export,
+            args_json: fn_args_json,
+            returns,
+        } = target;
         let id = self.next_frame_id;
         self.next_frame_id += 1;
         self.nested.push(NestedFrame {
             id,
             kind,
             path,
-            returns: spec.returns.clone(),
+            returns,
             savepoint: (kind == FunctionKind::Mutation).then(|| self.txn.savepoint()),
         });
         Ok(NestedCall {
             module,
             export,
             kind,
-            args_json: Json::Array(vec![fn_args.to_json()]).to_string(),
+            args_json: fn_args_json,
             frame: Box::new(id),
         })
     }
@@ -632,6 +611,80 @@ impl DbSyscalls {
     }
 }
 
+/// The target of a nested call (`1.0/runUdf`, `1.0/actions/*`), checked.
+pub(crate) struct TargetCall {
+    pub(crate) path: String,
+    pub(crate) module: String,
+    pub(crate) export: String,
+    /// JSON text of the positional args array.
+    pub(crate) args_json: String,
+    pub(crate) returns: Option<Validator>,
+}
+
+/// Checks the target named by `args.name` (it exists and is of `kind`) and validates
+/// `args.args` against its `exportArgs()`.
+pub(crate) fn check_target(
+    op: &str,
+    functions: &Analysis,
+    catalog: &Catalog,
+    args: &Args<'_>,
+    kind: FunctionKind,
+) -> Result<TargetCall, Failure> {
+    let path = args.str("name")?.to_owned();
+    let (module, export) = parse_function_path(&path).map_err(|e| e.to_string())?;
+    let spec = functions
+        .get(&(module.clone(), export.clone()))
+        .ok_or_else(|| format!("Could not find function for '{path}'"))?;
+    if spec.kind != kind {
+        return Err(format!(
+            "Trying to execute {path} as a {kind}, but it is defined as a {}",
+            spec.kind
+        )
+        .into());
+    }
+    let fn_args = match args.get("args") {
+        None => Value::Object(Default::default()),
+        Some(json) => Value::from_json(json)
+            .map_err(|e| format!("Invalid arguments for {op}: `args`: {e}"))?,
+    };
+    if !matches!(fn_args, Value::Object(_)) {
+        return Err(format!(
+            "ArgumentValidationError: the arguments of {path} must be an object, not {}",
+            fn_args.type_name()
+        )
+        .into());
+    }
+    if let Some(validator) = &spec.args {
+        validator
+            .check(&fn_args, catalog)
+            .map_err(|e| format!("ArgumentValidationError: {e}"))?;
+    }
+    Ok(TargetCall {
+        path,
+        module,
+        export,
+        args_json: Json::Array(vec![fn_args.to_json()]).to_string(),
+        returns: spec.returns.clone(),
+    })
+}
+
+/// Checks a nested call's result text: a Convex value, valid for `returns`.
+pub(crate) fn check_result(
+    path: &str,
+    text: &str,
+    returns: Option<&Validator>,
+    catalog: &Catalog,
+) -> Result<(), SyscallError> {
+    let value = Value::from_json_bytes(text.as_bytes())
+        .map_err(|e| SyscallError::new(format!("{path} returned an invalid Convex value: {e}")))?;
+    if let Some(validator) = returns {
+        validator
+            .check(&value, catalog)
+            .map_err(|e| SyscallError::new(format!("ReturnsValidationError: {e}")))?;
+    }
+    Ok(())
+}
+
 fn system_table_write(name: &str) -> Failure {
     format!("System tables (prefixed with `_`) are read-only; cannot write to table `{name}`")
         .into()
@@ -720,19 +773,12 @@ impl SyscallHandler for DbSyscalls {
         }
         let failure = match result {
             None => None,
-            Some(text) => match Value::from_json_bytes(text.as_bytes()) {
-                Err(e) => Some(SyscallError::new(format!(
-                    "{} returned an invalid Convex value: {e}",
-                    frame.path
-                ))),
-                Ok(value) => match &frame.returns {
-                    Some(validator) => match validator.check(&value, &*self.catalog) {
-                        Ok(()) => return NestedSettle::Resolve(text),
-                        Err(e) => Some(SyscallError::new(format!("ReturnsValidationError: {e}"))),
-                    },
-                    None => return NestedSettle::Resolve(text),
-                },
-            },
+            Some(text) => {
+                match check_result(&frame.path, &text, frame.returns.as_ref(), &self.catalog) {
+                    Ok(()) => return NestedSettle::Resolve(text),
+                    Err(error) => Some(error),
+                }
+            }
         };
         // The nested call failed: its writes are undone, the caller goes on.
         if let Some(savepoint) = frame.savepoint {

@@ -31,22 +31,30 @@
   // its module is imported, and report how it settled (`settle` returns the caller's result or
   // throws its error).
   function nestedCall(namespacePromise, name, kind, argsJson, settle) {
-    const started = ReflectApply(PromiseThen, namespacePromise, [
-      (namespace) => {
-        if (exportKind(namespace, name) !== kind) {
-          throw new Error(`"${StringCtor(name)}" is not a registered ${kind}`);
-        }
-        return invoke(namespace, name, kind, "", argsJson);
-      },
-    ]);
-    return ReflectApply(PromiseThen, started, [
-      (result) => settle(true, result, null, null),
-      (error) => {
-        // A ConvexError crosses over as a syscall error with its data, as Convex passes it.
-        const described = describeError(error);
-        return settle(false, error, described.convex ? described.data : null, described.message);
-      },
-    ]);
+    // `settle` answers `undefined` when the handler wants the export run again (a nested
+    // mutation whose commit conflicted).
+    const again = (answer) => (answer === undefined ? attempt() : answer);
+    function attempt() {
+      const started = ReflectApply(PromiseThen, namespacePromise, [
+        (namespace) => {
+          if (exportKind(namespace, name) !== kind) {
+            throw new Error(`"${StringCtor(name)}" is not a registered ${kind}`);
+          }
+          return invoke(namespace, name, kind, "", argsJson);
+        },
+      ]);
+      return ReflectApply(PromiseThen, started, [
+        (result) => again(settle(true, result, null, null)),
+        (error) => {
+          // A ConvexError crosses over as a syscall error with its data, as Convex passes it.
+          const described = describeError(error);
+          return again(
+            settle(false, error, described.convex ? described.data : null, described.message),
+          );
+        },
+      ]);
+    }
+    return attempt();
   }
   const Convex = Object.freeze({
     syscall: host.syscall,

@@ -481,7 +481,7 @@ fn start_nested<'js>(
               value: Value<'js>,
               convex_data: Option<String>,
               message: Option<String>|
-              -> rquickjs::Result<String> {
+              -> rquickjs::Result<Value<'js>> {
             let Some(frame) = frame_for_settle.borrow_mut().take() else {
                 let error = SyscallError::new("a nested function call settled twice");
                 let value = syscall_error_value(&ctx, &error)?;
@@ -503,7 +503,14 @@ fn start_nested<'js>(
                 }
             };
             match answer {
-                NestedSettle::Resolve(text) => Ok(text),
+                NestedSettle::Resolve(text) => {
+                    Ok(rquickjs::String::from_str(ctx.clone(), &text)?.into_value())
+                }
+                NestedSettle::Retry(frame) => {
+                    // `undefined` tells the bootstrap's `nestedCall` to invoke the export again.
+                    *frame_for_settle.borrow_mut() = Some(frame);
+                    Ok(Value::new_undefined(ctx.clone()))
+                }
                 NestedSettle::Reject(error) => {
                     let value = syscall_error_value(&ctx, &error)?;
                     Err(ctx.throw(value))
@@ -542,7 +549,7 @@ fn start_nested<'js>(
             };
             let (promise, _resolve, reject) = ctx.promise()?;
             let none: Option<String> = None;
-            let _ = settle.call::<_, String>((false, thrown.clone(), none.clone(), none));
+            let _ = settle.call::<_, Value>((false, thrown.clone(), none.clone(), none));
             let _ = ctx.catch();
             reject.call::<_, ()>((thrown,))?;
             return Ok(promise);

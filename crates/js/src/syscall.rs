@@ -41,7 +41,7 @@ pub struct NestedCall {
 }
 
 /// How the caller's promise settles once a nested call has.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum NestedSettle {
     /// Resolve with this JSON text (the nested function's result, as the bundle expects).
     Resolve(String),
@@ -49,6 +49,9 @@ pub enum NestedSettle {
     Reject(SyscallError),
     /// Reject with what the nested function threw, unchanged (a `ConvexError` stays one).
     Rethrow,
+    /// Run the same export again with the same arguments (e.g. a nested mutation whose commit
+    /// hit a conflict); `finish_nested` is called again with this frame when that run settles.
+    Retry(Box<dyn Any + Send>),
 }
 
 /// What a function's syscalls do: reads and writes in the caller's transaction, identity,

@@ -159,6 +159,15 @@ function register(kind, visibility, definition) {
     runQuery: (name, args) => performAsyncSyscall("1.0/runUdf", { udfType: "query", name, args: args ?? {} }),
     runMutation: (name, args) => performAsyncSyscall("1.0/runUdf", { udfType: "mutation", name, args: args ?? {} }),
   };
+  const actionCall = (op) => (name, args) =>
+    performAsyncSyscall(op, { name, args: args ?? {}, version: VERSION, requestId: "" });
+  const actionCtx = {
+    auth: ctx.auth,
+    runQuery: actionCall("1.0/actions/query"),
+    runMutation: actionCall("1.0/actions/mutation"),
+    runAction: actionCall("1.0/actions/action"),
+  };
+  if (kind === "Action") func.invokeAction = (requestId, argsJson) => run(handler, { ...actionCtx, requestId }, argsJson);
   if (kind === "Query") func.invokeQuery = (argsJson) => run(handler, ctx, argsJson);
   if (kind === "Mutation") func.invokeMutation = (argsJson) => run(handler, ctx, argsJson);
   return func;
@@ -167,6 +176,87 @@ export const query = (d) => register("Query", "Public", d);
 export const internalQuery = (d) => register("Query", "Internal", d);
 export const mutation = (d) => register("Mutation", "Public", d);
 export const internalMutation = (d) => register("Mutation", "Internal", d);
+export const action = (d) => register("Action", "Public", d);
+export const internalAction = (d) => register("Action", "Internal", d);
+"#;
+
+/// Actions (`ctx.runQuery`/`ctx.runMutation`/`ctx.runAction` via `1.0/actions/*`).
+pub const ACTIONS_JS: &str = r#"
+import { action, internalAction, ConvexError, performSyscall, performAsyncSyscall } from "./_deps/chunk.js";
+
+const field = (t, optional = false) => ({ fieldType: { type: t }, optional });
+
+export const sendAndList = action(async (ctx, { body }) => {
+  const before = (await ctx.runQuery("messages:list", {})).length;
+  const id = await ctx.runMutation("messages:send", { author: "action", body, n: 1 });
+  const after = await ctx.runQuery("messages:list", {});
+  return { before, after: after.map((d) => d.body), sent: typeof id };
+});
+
+export const sendThenThrow = action(async (ctx, { body }) => {
+  await ctx.runMutation("messages:send", { author: "action", body, n: 2 });
+  throw new ConvexError({ code: "after-commit" });
+});
+
+export const directDb = action(async (ctx) => {
+  const errors = [];
+  for (const f of [
+    () => performAsyncSyscall("1.0/get", { id: "x", isSystem: false, version: "1" }),
+    () => performAsyncSyscall("1.0/insert", { table: "messages", value: {} }),
+    () => performSyscall("1.0/queryStream", { query: { source: { type: "FullTableScan", tableName: "messages", order: null }, operators: [] } }),
+    () => performAsyncSyscall("1.0/actions/schedule", {}),
+  ]) {
+    try { await f(); errors.push(null); } catch (e) { errors.push(e.message); }
+  }
+  return errors;
+});
+
+export const validated = action({
+  args: { type: "object", value: { body: field("string") } },
+  returns: { type: "string" },
+  handler: async (ctx, { body }) => body,
+});
+
+export const badTargets = action(async (ctx) => {
+  const errors = [];
+  for (const f of [
+    () => ctx.runMutation("messages:send", { author: 1, body: "x", n: 1 }),
+    () => ctx.runQuery("messages:badReturn", {}),
+    () => ctx.runQuery("messages:send", { author: "a", body: "x", n: 1 }),
+    () => ctx.runAction("actions:validated", { body: 3 }),
+    () => ctx.runQuery("actions:nope", {}),
+  ]) {
+    try { await f(); errors.push(null); } catch (e) { errors.push(e.message); }
+  }
+  return errors;
+});
+
+export const inner = internalAction(async (ctx, { body }) => {
+  await ctx.runMutation("messages:send", { author: "inner", body, n: 3 });
+  return (await ctx.runQuery("messages:list", {})).length;
+});
+
+export const outer = action(async (ctx, { body }) => {
+  const n = await ctx.runAction("actions:inner", { body });
+  const echoed = await ctx.runAction("actions:validated", { body });
+  return { n, echoed, who: await ctx.auth.getUserIdentity() };
+});
+
+export const overlapping = action(async (ctx) => {
+  const results = await Promise.allSettled([
+    ctx.runQuery("messages:list", {}),
+    ctx.runQuery("messages:list", {}),
+  ]);
+  return results.map((r) => (r.status === "fulfilled" ? null : r.reason.message));
+});
+
+export const whoami = action(async (ctx) => await ctx.auth.getUserIdentity());
+
+export const bump = action(async (ctx, { id, times }) => {
+  let last = 0;
+  for (let i = 0; i < times; i++) last = await ctx.runMutation("messages:increment", { id });
+  return last;
+});
 "#;
 
 /// Functions that call other functions (`ctx.runQuery` / `ctx.runMutation`, `1.0/runUdf`).
@@ -397,6 +487,7 @@ pub fn project() -> Arc<ModuleSet> {
         modules: [
             ("messages.js", MESSAGES_JS),
             ("nested.js", NESTED_JS),
+            ("actions.js", ACTIONS_JS),
             ("_deps/chunk.js", CHUNK_JS),
         ]
         .into_iter()
