@@ -17,7 +17,6 @@ use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use js::{AsyncSyscallReply, FunctionKind, NestedCall, NestedSettle, SyscallError, SyscallHandler};
 use serde_json::Value as Json;
@@ -197,9 +196,7 @@ impl ActionSyscalls {
         match block_on(self.db.committer.commit(finished)) {
             Ok(_) => NestedSettle::Resolve(text),
             Err(e) if e.is_retryable() && attempt < knobs::TRANSACTION_MAX_ATTEMPTS => {
-                std::thread::sleep(Duration::from_micros(
-                    knobs::TRANSACTION_RETRY_BACKOFF_US << attempt.min(8),
-                ));
+                std::thread::sleep(txn::retry_backoff(attempt));
                 let db = match self.handler(kind) {
                     Ok(db) => db,
                     Err(error) => return NestedSettle::Reject(error),

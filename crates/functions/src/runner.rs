@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use js::{
     CallFailure, CallOutcome, CallRequest, FunctionKind, JsError, JsPool, ModuleSet, Visibility,
@@ -455,8 +454,7 @@ impl FunctionRunner {
                     });
                 }
                 Err(e) if e.is_retryable() && attempt < knobs::TRANSACTION_MAX_ATTEMPTS => {
-                    let backoff_us = knobs::TRANSACTION_RETRY_BACKOFF_US << attempt.min(8);
-                    tokio::time::sleep(Duration::from_micros(backoff_us)).await;
+                    tokio::time::sleep(txn::retry_backoff(attempt)).await;
                 }
                 Err(e) if e.is_retryable() => {
                     return Err(FunctionError::system(

@@ -37,6 +37,13 @@ pub use writelog::{WriteLog, WriteLogEntry};
 
 use store::{MvccStore, Timestamp};
 
+/// How long to wait before attempt `attempt + 1` of a transaction whose attempt `attempt`
+/// (1-based) hit a retryable commit error: `knobs::TRANSACTION_RETRY_BACKOFF_US`, doubling per
+/// attempt up to 2^8 times.
+pub fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_micros(knobs::TRANSACTION_RETRY_BACKOFF_US << attempt.min(8))
+}
+
 /// Why a transaction run through [`Database::transact`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransactError<E> {
@@ -107,8 +114,7 @@ impl Database {
             match self.committer.commit(finished).await {
                 Ok(ts) => return Ok((out, ts)),
                 Err(e) if e.is_retryable() && attempt < knobs::TRANSACTION_MAX_ATTEMPTS => {
-                    let backoff_us = knobs::TRANSACTION_RETRY_BACKOFF_US << attempt.min(8);
-                    tokio::time::sleep(Duration::from_micros(backoff_us)).await;
+                    tokio::time::sleep(retry_backoff(attempt)).await;
                 }
                 Err(e) if e.is_retryable() => {
                     return Err(TransactError::TooManyRetries {
