@@ -2,20 +2,13 @@
 //! catalog matches its `convex/schema.ts`, run through [`FunctionRunner`] and the real
 //! syscall layer ([`functions::DbSyscalls`]).
 //!
-//! Needs Node.js 20+ and npm: the bundle is made by `tests/convex-project/bundle.sh` exactly as
-//! `crates/js/tests/real_bundles.rs` makes it — same output directory, lock and input stamp
-//! under `CARGO_TARGET_TMPDIR` (shared by every crate of the workspace), so the two test
-//! suites reuse one bundle and bundle at most once per change of the project's files.
+//! Needs Node.js 20+ and npm: the bundle comes from `tests/convex-project/rust/bundle.rs`, the
+//! one bundling helper every crate's tests include, so all suites share one bundle.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::fs::File;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use functions::{FunctionError, FunctionRunner};
@@ -31,115 +24,14 @@ use value::{DocumentId, TableNumber, Value};
 pub const WAIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
-// The bundle (same approach, paths and stamp as crates/js/tests/real_bundles.rs)
+// The bundle (one copy for every crate: tests/convex-project/rust/bundle.rs)
 
-pub fn project_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/convex-project")
-}
+#[path = "../../../../tests/convex-project/rust/bundle.rs"]
+mod fixture_bundle;
 
-/// The CLI's modules for the project, bundled at most once per change of the project's files.
-pub fn bundle() -> Arc<ModuleSet> {
-    static BUNDLE: OnceLock<Arc<ModuleSet>> = OnceLock::new();
-    BUNDLE.get_or_init(build_bundle).clone()
-}
-
-fn build_bundle() -> Arc<ModuleSet> {
-    for tool in ["node", "npm"] {
-        let found = Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|output| output.status.success());
-        assert!(
-            found,
-            "`{tool}` is not available: the real-bundle tests need Node.js 20+ and npm to run the \
-             Convex CLI (install them, e.g. `apt-get install -y nodejs npm`)"
-        );
-    }
-    let project = project_dir();
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let out = tmp.join("convex-project-bundle");
-    let stamp_path = tmp.join("convex-project-bundle.stamp");
-    let lock_path = tmp.join("convex-project-bundle.lock");
-    std::fs::create_dir_all(tmp).expect("create CARGO_TARGET_TMPDIR");
-    // One bundling at a time across test processes (and the js crate's tests); the others
-    // wait and reuse the result.
-    let lock = File::create(&lock_path).expect("create the bundle lock");
-    lock.lock().expect("lock the bundle lock");
-    let stamp = input_stamp(&project).to_string();
-    let config_path = out.join("fullConfig.json");
-    let fresh = std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp);
-    if !fresh || !config_path.exists() {
-        let _ = std::fs::remove_file(&stamp_path);
-        let script = project.join("bundle.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .arg(&out)
-            .output()
-            .expect("run bundle.sh");
-        assert!(
-            output.status.success(),
-            "{} {} failed ({}):\n{}{}",
-            script.display(),
-            out.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        std::fs::write(&stamp_path, &stamp).expect("write the bundle stamp");
-    }
-    let text = std::fs::read_to_string(&config_path).expect("read fullConfig.json");
-    drop(lock);
-    let config: Json = serde_json::from_str(&text).expect("fullConfig.json is JSON");
-    let mut modules = BTreeMap::new();
-    for module in config["modules"].as_array().into_iter().flatten() {
-        let (Some(path), Some(source)) = (module["path"].as_str(), module["source"].as_str())
-        else {
-            panic!("module without path or source in fullConfig.json: {module}");
-        };
-        assert_eq!(module["environment"], "isolate", "{path}");
-        modules.insert(path.to_string(), Arc::<str>::from(source));
-    }
-    Arc::new(ModuleSet {
-        version: stamp.parse().unwrap_or(1),
-        modules,
-    })
-}
-
-/// A hash of every file the bundle depends on; must stay identical to the js crate's, which
-/// shares the stamp file.
-fn input_stamp(project: &Path) -> u64 {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                if entry.file_name() != "_generated" {
-                    walk(&path, files);
-                }
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    let mut files: Vec<PathBuf> = ["package.json", "package-lock.json", ".npmrc", "bundle.sh"]
-        .iter()
-        .map(|name| project.join(name))
-        .collect();
-    walk(&project.join("convex"), &mut files);
-    files.sort();
-    let mut hasher = DefaultHasher::new();
-    for file in files {
-        file.strip_prefix(project)
-            .unwrap_or(&file)
-            .hash(&mut hasher);
-        std::fs::read(&file)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
-            .hash(&mut hasher);
-    }
-    hasher.finish()
-}
+// Each test binary that includes this module uses a subset.
+#[allow(unused_imports)]
+pub use fixture_bundle::{bundle, project_dir};
 
 // ---------------------------------------------------------------------------------------------
 // The database
