@@ -80,7 +80,14 @@ async fn learner_catches_up_from_a_snapshot() {
         .await
         .expect("add learner");
     assert!(router.snapshots_installed() >= 1, "no snapshot was sent");
-    let learner_metrics = learner.metrics();
+    // The learner's metrics are published after the install completes, so they may trail
+    // the leader's acknowledgement a little: wait for them rather than read them once.
+    let learner_metrics = learner
+        .raft()
+        .wait(Some(WAIT))
+        .metrics(|m| m.snapshot.is_some(), "learner installed a snapshot")
+        .await
+        .expect("learner has a snapshot");
     let installed = learner_metrics.snapshot.expect("learner has a snapshot");
     assert!(
         installed.index() >= purged,
