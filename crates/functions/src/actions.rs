@@ -111,7 +111,7 @@ impl ActionSyscalls {
             FunctionKind::Mutation => AccessMode::ReadWrite,
             _ => AccessMode::ReadOnly,
         };
-        Ok(DbSyscalls::new(txn, self.db.catalog.clone(), mode)
+        Ok(DbSyscalls::new(txn, mode)
             .with_identity(self.identity.clone())
             .with_functions(self.functions.clone()))
     }
@@ -136,7 +136,7 @@ impl ActionSyscalls {
             )));
         }
         let args = Args::parse(op, args_json).map_err(failure_error)?;
-        let target = check_target(op, &self.functions, &self.db.catalog, &args, kind)
+        let target = check_target(op, &self.functions, &self.db.catalog(), &args, kind)
             .map_err(failure_error)?;
         let id = self.next_frame_id;
         self.next_frame_id += 1;
@@ -183,7 +183,7 @@ impl ActionSyscalls {
         let Some(text) = result else {
             return NestedSettle::Rethrow;
         };
-        if let Err(error) = check_result(&path, &text, returns.as_ref(), &self.db.catalog) {
+        if let Err(error) = check_result(&path, &text, returns.as_ref(), &self.db.catalog()) {
             return NestedSettle::Reject(error);
         }
         if kind != FunctionKind::Mutation {
@@ -281,7 +281,7 @@ impl SyscallHandler for ActionSyscalls {
                     &action.path,
                     &text,
                     action.returns.as_ref(),
-                    &self.db.catalog,
+                    &self.db.catalog(),
                 ) {
                     Ok(()) => NestedSettle::Resolve(text),
                     Err(error) => NestedSettle::Reject(error),

@@ -289,7 +289,7 @@ impl FunctionRunner {
             ));
         }
         if let Some(validator) = &spec.args {
-            validator.check(args, &*self.db.catalog).map_err(|e| {
+            validator.check(args, &*self.db.catalog()).map_err(|e| {
                 FunctionError::developer(
                     DeveloperErrorKind::InvalidArgs,
                     format!("ArgumentValidationError: {e}"),
@@ -314,7 +314,7 @@ impl FunctionRunner {
         let txn = self.db.begin().map_err(commit_error)?;
         let snapshot_ms = txn.read_ts().0 / LOGICAL_PER_MS;
         let now_ms = self.clock.now_ms().max(snapshot_ms) as f64;
-        let handler = DbSyscalls::new(txn, self.db.catalog.clone(), mode)
+        let handler = DbSyscalls::new(txn, mode)
             .with_identity(options.identity.clone())
             .with_functions(functions);
         let request = CallRequest {
@@ -350,7 +350,7 @@ impl FunctionRunner {
                     .with_log_lines(log_lines.clone())
                 })?;
                 if let Some(validator) = &spec.returns {
-                    validator.check(&value, &*self.db.catalog).map_err(|e| {
+                    validator.check(&value, &*self.db.catalog()).map_err(|e| {
                         FunctionError::developer(
                             DeveloperErrorKind::InvalidReturn,
                             format!("ReturnsValidationError: {e}"),
@@ -525,7 +525,7 @@ impl FunctionRunner {
                     .with_log_lines(log_lines.clone())
                 })?;
                 if let Some(validator) = &spec.returns {
-                    validator.check(&value, &*self.db.catalog).map_err(|e| {
+                    validator.check(&value, &*self.db.catalog()).map_err(|e| {
                         FunctionError::developer(
                             DeveloperErrorKind::InvalidReturn,
                             format!("ReturnsValidationError: {e}"),

@@ -46,7 +46,6 @@ pub struct FatalSyscallError {
 /// `js::CallRequest`; take the transaction back with [`DbSyscalls::into_parts`].
 pub struct DbSyscalls {
     txn: Transaction,
-    catalog: Arc<Catalog>,
     mode: AccessMode,
     identity: Option<Json>,
     streams: BTreeMap<u32, QueryStream>,
@@ -109,6 +108,7 @@ fn txn_failure(error: TxnError) -> Failure {
         | TxnError::InvalidDocument(_)
         | TxnError::SchemaViolation { .. }
         | TxnError::Key(_)
+        | TxnError::Catalog(_)
         | TxnError::SystemField(_) => Failure::Catchable(error.to_string()),
     }
 }
@@ -226,12 +226,10 @@ fn patch_value(op: &str, json: &Json) -> Result<Patch, Failure> {
 }
 
 impl DbSyscalls {
-    /// A handler over `txn`, whose tables are those of `catalog` (the catalog `txn` was made
-    /// with).
-    pub fn new(txn: Transaction, catalog: Arc<Catalog>, mode: AccessMode) -> Self {
+    /// A handler over `txn`; its tables are those of the transaction's catalog.
+    pub fn new(txn: Transaction, mode: AccessMode) -> Self {
         DbSyscalls {
             txn,
-            catalog,
             mode,
             identity: None,
             streams: BTreeMap::new(),
@@ -271,7 +269,11 @@ impl DbSyscalls {
     }
 
     fn table(&self, name: &str) -> Option<&TableDef> {
-        self.catalog.table_named(name)
+        self.txn.catalog().table_named(name)
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        self.txn.catalog().clone()
     }
 
     /// Runs one syscall, turning its failure into the JS-visible error and recording fatal
@@ -355,7 +357,7 @@ impl DbSyscalls {
             .functions
             .clone()
             .ok_or_else(|| format!("{OP} is not available in this function execution"))?;
-        let target = check_target(OP, &functions, &self.catalog, &args, kind)?;
+        let target = check_target(OP, &functions, &self.catalog(), &args, kind)?;
         let TargetCall {
             path,
             module,
@@ -397,7 +399,8 @@ impl DbSyscalls {
         let text = args.str("id")?;
         let id = DocumentId::decode(text)
             .map_err(|e| format!("Invalid argument `id` for `db.{method}`: {e}"))?;
-        let table = self.catalog.table(id.table).ok_or_else(|| {
+        let catalog = self.catalog();
+        let table = catalog.table(id.table).ok_or_else(|| {
             format!("Invalid argument `id` for `db.{method}`: no table has id {text}")
         })?;
         if let Some(expected) = args.optional_str("table")?
@@ -431,7 +434,8 @@ impl DbSyscalls {
         let Ok(id) = DocumentId::decode(text) else {
             return Ok(Json::Null);
         };
-        let Some(table) = self.catalog.table(id.table) else {
+        let catalog = self.catalog();
+        let Some(table) = catalog.table(id.table) else {
             return Ok(Json::Null);
         };
         if let Some(expected) = args.optional_str("table")?
@@ -464,10 +468,11 @@ impl DbSyscalls {
         if name.starts_with('_') {
             return Err(system_table_write(name));
         }
-        let table = self
-            .table(name)
-            .map(|t| t.number)
-            .ok_or_else(|| unknown_table(name))?;
+        let table = match self.table(name) {
+            Some(t) => t.number,
+            // Convex creates a table on its first insert; the creation commits with it.
+            None => self.txn.create_table(name).map_err(txn_failure)?,
+        };
         let fields = object_value(args.op, args.required("value")?)?;
         let id = self.txn.insert(table, fields).map_err(txn_failure)?;
         Ok(json!({ "_id": id.encode() }))
@@ -508,7 +513,7 @@ impl DbSyscalls {
 
     fn parse_query(&self, args: &Args<'_>) -> Result<PreparedQuery, Failure> {
         let query = Query::from_json(args.required("query")?).map_err(|e| e.to_string())?;
-        PreparedQuery::new(query, &*self.catalog).map_err(query_failure)
+        PreparedQuery::new(query, &*self.catalog()).map_err(query_failure)
     }
 
     fn query_stream(&mut self, args: &Args<'_>) -> Answer {
@@ -592,7 +597,7 @@ impl DbSyscalls {
             "operators": [],
         }))
         .map_err(|e| e.to_string())?;
-        let mut stream = QueryStream::new(query, &*self.catalog).map_err(query_failure)?;
+        let mut stream = QueryStream::new(query, &*self.catalog()).map_err(query_failure)?;
         let mut n = 0u64;
         while stream.next(&mut self.txn).map_err(query_failure)?.is_some() {
             n += 1;
@@ -690,12 +695,6 @@ fn system_table_write(name: &str) -> Failure {
         .into()
 }
 
-fn unknown_table(name: &str) -> Failure {
-    // Tables come from the catalog the database was opened with; creating one on first insert
-    // needs a transactional catalog (see the crate docs).
-    format!("Table {name} does not exist").into()
-}
-
 const SYNC_OPS: &[&str] = &["1.0/queryStream", "1.0/queryCleanup", "1.0/db/normalizeId"];
 const ASYNC_OPS: &[&str] = &[
     "1.0/get",
@@ -774,7 +773,7 @@ impl SyscallHandler for DbSyscalls {
         let failure = match result {
             None => None,
             Some(text) => {
-                match check_result(&frame.path, &text, frame.returns.as_ref(), &self.catalog) {
+                match check_result(&frame.path, &text, frame.returns.as_ref(), &self.catalog()) {
                     Ok(()) => return NestedSettle::Resolve(text),
                     Err(error) => Some(error),
                 }

@@ -151,7 +151,7 @@ impl Comparison<'_> {
                 let chorus_table = DocumentId::decode(c).ok().and_then(|id| {
                     self.app
                         .db()
-                        .catalog
+                        .catalog()
                         .table(id.table)
                         .map(|t| t.name.clone())
                 });

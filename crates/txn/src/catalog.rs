@@ -14,6 +14,16 @@ pub const CREATION_TIME: &str = "_creationTime";
 /// The system field every document carries: its id as a string.
 pub const ID: &str = "_id";
 
+/// Whether an index may be read. Writers maintain every index of a table whatever its state;
+/// a new index on existing data is `Backfilling` until entries for the documents that existed
+/// before it have been written, and only then `Enabled` for queries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IndexState {
+    #[default]
+    Enabled,
+    Backfilling,
+}
+
 /// A secondary index: the document fields it orders by. Every index is implicitly suffixed by
 /// `_creationTime` and then the document id (Convex's rule), so entries are unique.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +32,7 @@ pub struct IndexDef {
     pub name: String,
     /// Field paths; each is a list of nested field names (`"a.b"` is `["a", "b"]`).
     pub fields: Vec<Vec<String>>,
+    pub state: IndexState,
 }
 
 impl IndexDef {
@@ -84,6 +95,9 @@ pub struct TableDef {
     pub name: String,
     pub indexes: Vec<IndexDef>,
     pub schema: Option<SchemaCheck>,
+    /// The schema's `documentType` as JSON text, which `schema` was compiled from: what a
+    /// stored catalog keeps (`None` without schema validation).
+    pub document_type: Option<String>,
 }
 
 impl TableDef {
@@ -96,14 +110,22 @@ impl TableDef {
                 number: IndexNumber(1),
                 name: "by_creation_time".into(),
                 fields: vec![],
+                state: IndexState::Enabled,
             }],
             schema: None,
+            document_type: None,
         }
     }
 
-    /// Documents written to this table must pass `validator`.
-    pub fn with_schema(mut self, validator: Arc<dyn DocumentValidator>) -> Self {
+    /// Documents written to this table must pass `validator`, compiled from the schema's
+    /// `documentType` JSON `document_type`.
+    pub fn with_schema(
+        mut self,
+        validator: Arc<dyn DocumentValidator>,
+        document_type: &str,
+    ) -> Self {
         self.schema = Some(SchemaCheck(validator));
+        self.document_type = Some(document_type.to_string());
         self
     }
 
@@ -117,6 +139,7 @@ impl TableDef {
                 .iter()
                 .map(|f| f.split('.').map(str::to_string).collect())
                 .collect(),
+            state: IndexState::Enabled,
         });
         self
     }
@@ -130,17 +153,38 @@ impl TableDef {
     }
 }
 
-/// The tables a transaction may touch.
+/// The tables a transaction may touch. A stored catalog (`crate::system`) has a version,
+/// bumped by every change; a catalog given to a database up front has version 0.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
     tables: BTreeMap<TableNumber, TableDef>,
+    pub version: u64,
+    /// Stored catalogs: no new table gets a number below this (numbers are never reused).
+    pub next_table: u32,
 }
 
 impl Catalog {
     pub fn new(tables: impl IntoIterator<Item = TableDef>) -> Self {
         Self {
             tables: tables.into_iter().map(|t| (t.number, t)).collect(),
+            version: 0,
+            next_table: 0,
         }
+    }
+
+    /// Adds (or replaces) `table`.
+    pub fn insert(&mut self, table: TableDef) {
+        self.tables.insert(table.number, table);
+    }
+
+    /// Removes table `number`, returning it.
+    pub fn remove(&mut self, number: TableNumber) -> Option<TableDef> {
+        self.tables.remove(&number)
+    }
+
+    /// Every table, by number.
+    pub fn tables(&self) -> impl Iterator<Item = &TableDef> {
+        self.tables.values()
     }
 
     pub fn table(&self, number: TableNumber) -> Option<&TableDef> {

@@ -30,6 +30,10 @@ pub enum TxnError {
     Limit(String),
     #[error("stored document is corrupt: {0}")]
     Corrupt(String),
+    /// The catalog cannot be loaded or changed as asked (a corrupt stored catalog, a bad table
+    /// name, a table creation on a database whose catalog is fixed).
+    #[error("{0}")]
+    Catalog(String),
 }
 
 /// Errors of committing a transaction.
@@ -62,6 +66,9 @@ pub enum CommitError {
     Unavailable(String),
     #[error(transparent)]
     Tso(#[from] TsoError),
+    /// The catalog could not be loaded at the transaction's snapshot.
+    #[error("loading the catalog: {0}")]
+    Catalog(String),
     /// Replication failed after the commit was proposed: it may or may not be committed.
     #[error("commit outcome unknown: {0}")]
     OutcomeUnknown(String),

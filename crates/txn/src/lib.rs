@@ -13,6 +13,7 @@ mod committer;
 mod error;
 mod local;
 mod readset;
+pub mod system;
 mod transaction;
 mod tso;
 mod writelog;
@@ -22,12 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use catalog::{
-    CREATION_TIME, Catalog, DocumentValidator, ID, IndexDef, SchemaCheck, TableDef, lookup,
+    CREATION_TIME, Catalog, DocumentValidator, ID, IndexDef, IndexState, SchemaCheck, TableDef,
+    lookup,
 };
 pub use committer::{Committer, CommitterStats};
 pub use error::{CommitError, TxnError};
 pub use local::{LocalRange, OpenError, ReplicatorKind};
 pub use readset::{IndexRef, ReadSet, WrittenKeys, document_range};
+pub use system::{CatalogCache, SchemaCompiler};
 pub use transaction::{
     CreationClock, FinalTransaction, IdGenerator, IndexScan, Object, Patch, Savepoint, ScanResult,
     Transaction,
@@ -56,35 +59,89 @@ pub enum TransactError<E> {
     TooManyRetries { attempts: u32, last: CommitError },
 }
 
+/// Where a database's tables come from.
+#[derive(Clone)]
+pub enum CatalogSource {
+    /// Given up front and never changed (tests, benchmarks): no table is created on insert.
+    Fixed(Arc<Catalog>),
+    /// Stored in the database's `_catalog` table (`system`): every transaction reads the
+    /// catalog of its snapshot; tables are created on first insert; deploys change it.
+    Stored(Arc<CatalogCache>),
+}
+
 /// One range's store, catalog and committer: what a gateway runs transactions against.
 #[derive(Clone)]
 pub struct Database {
     pub store: Arc<MvccStore>,
-    pub catalog: Arc<Catalog>,
+    pub catalog: CatalogSource,
     pub committer: Committer,
 }
 
 impl Database {
+    /// A database whose tables are `catalog`, fixed.
+    pub fn with_fixed_catalog(
+        store: Arc<MvccStore>,
+        catalog: Catalog,
+        committer: Committer,
+    ) -> Self {
+        Self {
+            store,
+            catalog: CatalogSource::Fixed(Arc::new(catalog)),
+            committer,
+        }
+    }
+
+    /// A database whose catalog is stored in it; `compiler` turns stored schemas into checks.
+    pub fn with_stored_catalog(
+        store: Arc<MvccStore>,
+        committer: Committer,
+        compiler: Option<Arc<dyn SchemaCompiler>>,
+    ) -> Self {
+        Self {
+            store,
+            catalog: CatalogSource::Stored(Arc::new(CatalogCache::new(compiler))),
+            committer,
+        }
+    }
+
+    /// The newest catalog known here: for checks made outside a transaction (argument
+    /// validators naming tables). A transaction uses [`Transaction::catalog`], its snapshot's.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match &self.catalog {
+            CatalogSource::Fixed(catalog) => catalog.clone(),
+            CatalogSource::Stored(cache) => cache.latest(),
+        }
+    }
+
     /// A transaction at the newest safe read timestamp.
     pub fn begin(&self) -> Result<Transaction, CommitError> {
         let ts = self.committer.begin()?;
-        Ok(self.transaction_at(ts))
+        self.transaction_at(ts)
     }
 
     /// A transaction at `ts`, once a read at `ts` is safe (see the committer's read rule).
     pub async fn begin_at(&self, ts: Timestamp) -> Result<Transaction, CommitError> {
         let ts = self.committer.begin_at(ts).await?;
-        Ok(self.transaction_at(ts))
+        self.transaction_at(ts)
     }
 
-    fn transaction_at(&self, ts: Timestamp) -> Transaction {
-        Transaction::new(
+    fn transaction_at(&self, ts: Timestamp) -> Result<Transaction, CommitError> {
+        let (catalog, cache) = match &self.catalog {
+            CatalogSource::Fixed(catalog) => (catalog.clone(), None),
+            CatalogSource::Stored(cache) => (cache.latest(), Some(cache.clone())),
+        };
+        let mut txn = Transaction::new(
             Arc::clone(&self.store),
-            Arc::clone(&self.catalog),
+            catalog,
             ts,
             IdGenerator::random(),
             self.committer.creation_clock(),
-        )
+        );
+        if let Some(cache) = cache {
+            txn.load_catalog(cache)
+                .map_err(|e| CommitError::Catalog(e.to_string()))?;
+        }
+        Ok(txn)
     }
 
     /// Runs `body` in a transaction and commits it, re-running it from a fresh snapshot on a

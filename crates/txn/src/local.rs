@@ -10,7 +10,9 @@ use replication::raft::ReplicaError;
 use replication::{DirectReplicator, RangeReplica, Replicator};
 use store::{MvccStore, StoreError, Timestamp};
 
-use crate::{Catalog, CommitError, Committer, Database, LocalTso, TimestampOracle, TsoError};
+use crate::{
+    Catalog, CommitError, Committer, Database, LocalTso, SchemaCompiler, TimestampOracle, TsoError,
+};
 
 /// How a local range makes its writes durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,31 @@ impl LocalRange {
         kind: ReplicatorKind,
         catalog: Catalog,
     ) -> Result<Self, OpenError> {
+        let (store, committer, replica) = Self::open_parts(dir, kind).await?;
+        Ok(Self {
+            db: Database::with_fixed_catalog(store, catalog, committer),
+            replica,
+        })
+    }
+
+    /// Like [`Self::open`], with the catalog stored in the range (`crate::system`): tables are
+    /// created on first insert and deploys change the catalog transactionally.
+    pub async fn open_stored(
+        dir: &Path,
+        kind: ReplicatorKind,
+        compiler: Option<Arc<dyn SchemaCompiler>>,
+    ) -> Result<Self, OpenError> {
+        let (store, committer, replica) = Self::open_parts(dir, kind).await?;
+        Ok(Self {
+            db: Database::with_stored_catalog(store, committer, compiler),
+            replica,
+        })
+    }
+
+    async fn open_parts(
+        dir: &Path,
+        kind: ReplicatorKind,
+    ) -> Result<(Arc<MvccStore>, Committer, Option<RangeReplica>), OpenError> {
         let store = Arc::new(MvccStore::open_fjall(dir.join("store"))?);
         let (replicator, replica): (Arc<dyn Replicator>, Option<RangeReplica>) = match kind {
             ReplicatorKind::Direct => (Arc::new(DirectReplicator::new(store.clone())), None),
@@ -76,14 +103,7 @@ impl LocalRange {
         let applied_ts = store.applied().map_or(Timestamp::MIN, |a| a.max_commit_ts);
         let tso: Arc<dyn TimestampOracle> = Arc::new(LocalTso::open(dir)?);
         let committer = Committer::start(replicator, tso, applied_ts)?;
-        Ok(Self {
-            db: Database {
-                store,
-                catalog: Arc::new(catalog),
-                committer,
-            },
-            replica,
-        })
+        Ok((store, committer, replica))
     }
 
     /// Stops the replica's tasks (and releases its files).

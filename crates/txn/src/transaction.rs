@@ -22,9 +22,10 @@ use store::{
 };
 use value::{DocumentId, InternalId, TableNumber, Value};
 
-use crate::catalog::{CREATION_TIME, Catalog, ID, TableDef};
+use crate::catalog::{CREATION_TIME, Catalog, ID, IndexState, TableDef};
 use crate::error::TxnError;
 use crate::readset::{IndexRef, ReadSet, WrittenKeys};
+use crate::system::{self, CatalogCache};
 use crate::tso::{Clock, LOGICAL_PER_MS};
 
 /// A document's fields, system fields (`_id`, `_creationTime`) included.
@@ -148,6 +149,11 @@ pub struct Transaction {
     bytes_written: usize,
     ids: IdGenerator,
     creation: Arc<CreationClock>,
+    /// Set when the catalog is stored in the database (`crate::system`): the cache it was
+    /// loaded through and the version read at the snapshot.
+    stored: Option<(Arc<CatalogCache>, u64)>,
+    /// Index entries to write for documents that existed before their index (backfill).
+    backfills: BTreeMap<(DocumentId, IndexNumber), ()>,
 }
 
 /// The buffered writes of a [`Transaction`] at one moment, to undo what a nested function
@@ -156,6 +162,8 @@ pub struct Transaction {
 pub struct Savepoint {
     writes: BTreeMap<DocumentId, PendingWrite>,
     bytes_written: usize,
+    catalog: Arc<Catalog>,
+    backfills: BTreeMap<(DocumentId, IndexNumber), ()>,
 }
 
 /// What a finished transaction asks the committer to commit.
@@ -171,7 +179,7 @@ pub struct FinalTransaction {
 
 impl FinalTransaction {
     pub fn is_read_only(&self) -> bool {
-        self.documents.is_empty()
+        self.documents.is_empty() && self.index_entries.is_empty()
     }
 
     /// The store commit for these writes at commit timestamp `ts`.
@@ -232,7 +240,143 @@ impl Transaction {
             bytes_written: 0,
             ids,
             creation,
+            stored: None,
+            backfills: BTreeMap::new(),
         }
+    }
+
+    /// Switches this (new) transaction to the catalog stored in the database: reads the
+    /// catalog head at the snapshot (recorded, so a concurrent catalog change conflicts with
+    /// this transaction and invalidates what it read) and takes that version's catalog from
+    /// `cache`, decoding the body on a miss.
+    pub fn load_catalog(&mut self, cache: Arc<CatalogCache>) -> Result<(), TxnError> {
+        self.catalog = Arc::new(system::empty_stored_catalog());
+        let head = self.get(&system::catalog_head_id())?;
+        let version = system::decode_head(head.as_ref()).map_err(TxnError::Catalog)?;
+        let catalog = match cache.get(version) {
+            Some(catalog) => catalog,
+            None => {
+                let body = if version == 0 {
+                    None
+                } else {
+                    self.get(&system::catalog_body_id())?
+                };
+                let catalog = Arc::new(
+                    system::decode_body(body.as_ref(), version, cache.compiler())
+                        .map_err(TxnError::Catalog)?,
+                );
+                cache.insert(catalog.clone());
+                catalog
+            }
+        };
+        self.catalog = catalog;
+        self.stored = Some((cache, version));
+        Ok(())
+    }
+
+    /// The catalog this transaction sees (its own catalog changes included).
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Creates the user table `name` (Convex does so on a table's first insert): it commits
+    /// or aborts with this transaction. Only on a database with a stored catalog.
+    pub fn create_table(&mut self, name: &str) -> Result<TableNumber, TxnError> {
+        if self.stored.is_none() {
+            return Err(TxnError::Catalog(format!("Table {name} does not exist")));
+        }
+        if let Some(existing) = self.catalog.table_named(name) {
+            return Ok(existing.number);
+        }
+        system::check_table_name(name).map_err(TxnError::Catalog)?;
+        let mut next = (*self.catalog).clone();
+        let number = system::next_table_number(&next).map_err(TxnError::Catalog)?;
+        next.insert(TableDef::new(number, name));
+        self.set_catalog(next)?;
+        Ok(number)
+    }
+
+    /// Replaces the stored catalog with `next` (its version becomes the one read + 1) as part
+    /// of this transaction. Only on a database with a stored catalog.
+    pub fn set_catalog(&mut self, mut next: Catalog) -> Result<(), TxnError> {
+        let Some((_, base)) = &self.stored else {
+            return Err(TxnError::Catalog(
+                "this database's catalog is fixed and cannot change".into(),
+            ));
+        };
+        next.version = base + 1;
+        next.next_table = next
+            .tables()
+            .map(|t| t.number.get() + 1)
+            .max()
+            .unwrap_or(0)
+            .max(next.next_table)
+            .max(self.catalog.next_table);
+        for table in system::system_tables() {
+            next.insert(table);
+        }
+        self.put_system(system::catalog_head_id(), system::encode_head(&next))?;
+        self.put_system(system::catalog_body_id(), system::encode_body(&next))?;
+        self.catalog = Arc::new(next);
+        Ok(())
+    }
+
+    /// Writes a document of a system table at a fixed id (inserting or replacing it). For the
+    /// layers that keep state in system tables (the catalog, deployed modules).
+    pub fn put_system(&mut self, id: DocumentId, fields: Object) -> Result<(), TxnError> {
+        let table = self.table(id.table)?;
+        if !table.name.starts_with('_') {
+            return Err(TxnError::Catalog(format!(
+                "put_system is for system tables, not {}",
+                table.name
+            )));
+        }
+        let current = self.get(&id)?;
+        let mut doc = fields;
+        doc.insert(ID.into(), Value::String(id.encode()));
+        let creation = match current.as_ref().and_then(|c| c.get(CREATION_TIME)) {
+            Some(v) => v.clone(),
+            None => Value::Float64(
+                self.creation
+                    .next(self.read_ts.0 as f64 / LOGICAL_PER_MS as f64),
+            ),
+        };
+        doc.insert(CREATION_TIME.into(), creation);
+        value::validate_document(&doc)?;
+        self.set(id, current, Some(doc))
+    }
+
+    /// Deletes a document of a system table (if it exists).
+    pub fn delete_system(&mut self, id: DocumentId) -> Result<(), TxnError> {
+        if self.get(&id)?.is_some() {
+            self.delete(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the entry of document `id` in `index` (a backfilling index of its table), as
+    /// the document is at this transaction's snapshot. The document is read (so a concurrent
+    /// write of it conflicts); returns whether it exists.
+    pub fn backfill_index_entry(
+        &mut self,
+        id: &DocumentId,
+        index: IndexNumber,
+    ) -> Result<bool, TxnError> {
+        let table = self.table(id.table)?;
+        match table.index(index) {
+            Some(def) if def.state == IndexState::Backfilling => {}
+            _ => {
+                return Err(TxnError::UnknownIndex {
+                    table: id.table,
+                    index: index.0,
+                });
+            }
+        }
+        if self.get(id)?.is_none() {
+            return Ok(false);
+        }
+        self.backfills.insert((*id, index), ());
+        Ok(true)
     }
 
     pub fn read_ts(&self) -> Timestamp {
@@ -354,6 +498,8 @@ impl Transaction {
         Savepoint {
             writes: self.writes.clone(),
             bytes_written: self.bytes_written,
+            catalog: self.catalog.clone(),
+            backfills: self.backfills.clone(),
         }
     }
 
@@ -363,6 +509,8 @@ impl Transaction {
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
         self.writes = savepoint.writes;
         self.bytes_written = savepoint.bytes_written;
+        self.catalog = savepoint.catalog;
+        self.backfills = savepoint.backfills;
     }
 
     /// Checks `doc` against its table's schema, if one with validation is deployed.
@@ -564,6 +712,43 @@ impl Transaction {
             reads: self.reads,
             ..FinalTransaction::default()
         };
+        for (id, index) in self.backfills.keys() {
+            if self.writes.get(id).is_some_and(|w| w.old != w.new) {
+                // The document's own write below covers every index, this one included.
+                continue;
+            }
+            let doc = match self.writes.get(id) {
+                Some(write) => write.new.clone(),
+                None => self
+                    .store
+                    .get(id, self.read_ts)?
+                    .map(|v| decode(id, &v.body))
+                    .transpose()?,
+            };
+            let Some(doc) = doc else { continue };
+            let table = self
+                .catalog
+                .table(id.table)
+                .ok_or(TxnError::UnknownTable(id.table))?;
+            let def = table.index(*index).ok_or(TxnError::UnknownIndex {
+                table: id.table,
+                index: index.0,
+            })?;
+            let key = def.key_of(&doc)?;
+            out.written.insert(
+                IndexRef {
+                    table: id.table,
+                    index: *index,
+                },
+                store::layout::index_entry(key.as_bytes(), &id.internal),
+            );
+            out.index_entries.push(IndexWrite {
+                index: *index,
+                key,
+                id: *id,
+                live: true,
+            });
+        }
         for (id, write) in &self.writes {
             if write.old == write.new {
                 continue;

@@ -226,11 +226,7 @@ fn run_seed(seed: u64) {
         let catalog = Arc::new(Catalog::new([
             TableDef::new(table(), "items").with_index("by_bucket", &["bucket"])
         ]));
-        let db = Database {
-            store,
-            catalog,
-            committer,
-        };
+        let db = Database::with_fixed_catalog(store, (*catalog).clone(), committer);
 
         let mut setup = db.begin().expect("begin");
         let counters: Vec<DocumentId> = (0..COUNTERS)

@@ -43,11 +43,7 @@ fn db_with(
 ) -> Database {
     let tso: Arc<dyn TimestampOracle> = Arc::new(LocalTso::open(dir).expect("tso"));
     let committer = Committer::start(replicator, tso, Timestamp::MIN).expect("committer");
-    Database {
-        store,
-        catalog: catalog(),
-        committer,
-    }
+    Database::with_fixed_catalog(store, (*catalog()).clone(), committer)
 }
 
 fn new_db(dir: &std::path::Path) -> Database {

@@ -26,7 +26,7 @@ pub use expr::{ArithOp, CmpOp, EvalError, Expr, FieldPath};
 pub use parse::ParseError;
 pub use query::{IndexName, Operator, Query, RangeExpr, RangeOp, SearchFilter, Source};
 pub use range::{IndexKind, RangeError, check_range, compile_range, is_empty_range};
-pub use schema::{DocumentSchema, SchemaError, catalog_from_schema};
+pub use schema::{DocumentSchema, DocumentTypeCompiler, SchemaError, catalog_from_schema};
 pub use stream::{
     BY_CREATION_TIME, BY_ID, Page, PreparedQuery, QueryError, QueryStream, TableResolver,
 };

@@ -85,10 +85,25 @@ pub fn catalog_from_schema(schema_json: &str, first_table: u32) -> Result<Catalo
             let validator = Validator::from_json(document_type)
                 .map_err(|e| bad(format!("{name}.documentType: {e}")))?;
             if !matches!(validator, Validator::Any) {
-                def = def.with_schema(Arc::new(DocumentSchema(validator)));
+                def = def.with_schema(
+                    Arc::new(DocumentSchema(validator)),
+                    &document_type.to_string(),
+                );
             }
         }
         defs.push(def);
     }
     Ok(Catalog::new(defs))
+}
+
+/// Compiles the `documentType` JSON a stored catalog keeps into the check of written
+/// documents: what a database with a stored catalog needs (`txn::SchemaCompiler`).
+pub struct DocumentTypeCompiler;
+
+impl txn::SchemaCompiler for DocumentTypeCompiler {
+    fn compile(&self, document_type_json: &str) -> Result<Arc<dyn DocumentValidator>, String> {
+        let json: Json = serde_json::from_str(document_type_json).map_err(|e| e.to_string())?;
+        let validator = Validator::from_json(&json).map_err(|e| e.to_string())?;
+        Ok(Arc::new(DocumentSchema(validator)))
+    }
 }

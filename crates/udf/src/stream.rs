@@ -84,6 +84,8 @@ pub enum QueryError {
     SearchUnsupported { index: String },
     #[error("Index {index} not found.")]
     IndexNotFound { index: String },
+    #[error("Index {index} is currently backfilling and not available to query yet.")]
+    IndexBackfilling { index: String },
     #[error("invalid index range for {index}: {source}")]
     InvalidRange {
         index: String,
@@ -179,6 +181,9 @@ impl PreparedQuery {
             let def = table
                 .index_named(&index_name)
                 .ok_or_else(|| QueryError::IndexNotFound { index: full_name() })?;
+            if def.state != txn::IndexState::Enabled {
+                return Err(QueryError::IndexBackfilling { index: full_name() });
+            }
             (def.number, IndexKind::Fields(&def.fields))
         };
         let key_range = compile_range(table.number, kind, &range).map_err(invalid_range)?;

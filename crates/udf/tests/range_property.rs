@@ -213,6 +213,7 @@ fn entry_key(fields: &Option<Vec<Vec<String>>>, doc: &Object) -> Vec<u8> {
                 number: IndexNumber(2),
                 name: "i".into(),
                 fields: fields.clone(),
+                state: txn::IndexState::Enabled,
             };
             let key = def.key_of(doc).unwrap();
             store::layout::index_entry(key.as_bytes(), &id.internal)

@@ -94,11 +94,7 @@ impl Fixture {
         let tso: Arc<dyn TimestampOracle> = Arc::new(LocalTso::open(dir.path()).unwrap());
         let committer = Committer::start(replicator, tso, Timestamp::MIN).unwrap();
         let fixture = Fixture {
-            db: Database {
-                store,
-                catalog: Arc::new(catalog()),
-                committer,
-            },
+            db: Database::with_fixed_catalog(store, catalog(), committer),
             _dir: dir,
         };
         let mut t = fixture.begin();

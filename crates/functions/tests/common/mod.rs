@@ -581,11 +581,7 @@ pub fn fixture(js_threads: usize) -> Fixture {
     });
     let tso: Arc<dyn TimestampOracle> = Arc::new(LocalTso::open(dir.path()).expect("tso"));
     let committer = Committer::start(replicator.clone(), tso, Timestamp::MIN).expect("committer");
-    let db = Database {
-        store,
-        catalog: Arc::new(catalog()),
-        committer,
-    };
+    let db = Database::with_fixed_catalog(store, catalog(), committer);
     let pool = JsPool::new(JsPoolConfig {
         threads: js_threads,
         ..JsPoolConfig::default()

@@ -139,11 +139,7 @@ impl App {
         let tso: Arc<dyn TimestampOracle> =
             Arc::new(LocalTso::with_clock(dir.path(), clock.clone(), 1_000).expect("tso"));
         let committer = Committer::start(replicator, tso, Timestamp::MIN).expect("committer");
-        let db = Database {
-            store,
-            catalog: Arc::new(catalog()),
-            committer,
-        };
+        let db = Database::with_fixed_catalog(store, catalog(), committer);
         let pool = JsPool::new(JsPoolConfig {
             threads: 1,
             ..JsPoolConfig::default()
@@ -204,7 +200,7 @@ impl App {
     pub fn scan(&self, txn: &mut txn::Transaction, source: Json) -> Vec<txn::Object> {
         let query =
             Query::from_json(&json!({ "source": source, "operators": [] })).expect("valid query");
-        let mut stream = QueryStream::new(query, &*self.db().catalog).expect("query of the app");
+        let mut stream = QueryStream::new(query, &*self.db().catalog()).expect("query of the app");
         let mut docs = Vec::new();
         while let Some(doc) = stream.next(txn).expect("scan") {
             docs.push(doc);
