@@ -263,7 +263,18 @@ impl FunctionRunner {
         args: &Value,
         options: &RunOptions,
     ) -> Result<(FunctionSpec, String), FunctionError> {
-        let spec = self.function(code, path).await?;
+        let spec = match self.function(code, path).await {
+            Err(FunctionError::Developer {
+                kind: DeveloperErrorKind::NotFound,
+                ..
+            }) if options.public_only => {
+                return Err(FunctionError::developer(
+                    DeveloperErrorKind::NotFound,
+                    format!("Could not find public function for '{path}'"),
+                ));
+            }
+            other => other?,
+        };
         if options.public_only && spec.visibility == Visibility::Internal {
             return Err(FunctionError::developer(
                 DeveloperErrorKind::NotFound,
@@ -309,9 +320,13 @@ impl FunctionRunner {
         args_json: &str,
         mode: AccessMode,
         options: &RunOptions,
+        at: Option<Timestamp>,
     ) -> Result<(Value, Vec<String>, Transaction), FunctionError> {
         let functions = self.analysis(code).await?;
-        let txn = self.db.begin().map_err(commit_error)?;
+        let txn = match at {
+            None => self.db.begin().map_err(commit_error)?,
+            Some(ts) => self.db.begin_at(ts).await.map_err(commit_error)?,
+        };
         let snapshot_ms = txn.read_ts().0 / LOGICAL_PER_MS;
         let now_ms = self.clock.now_ms().max(snapshot_ms) as f64;
         let handler = DbSyscalls::new(txn, mode)
@@ -397,11 +412,24 @@ impl FunctionRunner {
         args: Value,
         options: &RunOptions,
     ) -> Result<QueryOutcome, FunctionError> {
+        self.run_query_at(code, path, args, options, None).await
+    }
+
+    /// Runs the query at snapshot `at` (once a read there is safe; `None`: the newest safe
+    /// snapshot). Subscriptions run every query of a transition at one timestamp this way.
+    pub async fn run_query_at(
+        &self,
+        code: Arc<ModuleSet>,
+        path: &str,
+        args: Value,
+        options: &RunOptions,
+        at: Option<Timestamp>,
+    ) -> Result<QueryOutcome, FunctionError> {
         let (spec, args_json) = self
             .prepare(&code, path, FunctionKind::Query, &args, options)
             .await?;
         let (value, log_lines, txn) = self
-            .attempt(&code, &spec, &args_json, AccessMode::ReadOnly, options)
+            .attempt(&code, &spec, &args_json, AccessMode::ReadOnly, options, at)
             .await?;
         Ok(QueryOutcome {
             value,
@@ -440,7 +468,7 @@ impl FunctionRunner {
         loop {
             attempt += 1;
             let (value, log_lines, txn) = self
-                .attempt(&code, &spec, &args_json, AccessMode::ReadWrite, options)
+                .attempt(&code, &spec, &args_json, AccessMode::ReadWrite, options, None)
                 .await?;
             let finished = txn
                 .finish()

@@ -529,6 +529,17 @@
     return JSONStringify(found);
   }
 
+  // The JSON of a schema module's default export (`defineSchema(...)`), whose `export()`
+  // returns it as a string.
+  function schemaExport(namespace) {
+    const schema = namespace.default;
+    if (schema === null || typeof schema !== "object" || typeof schema.export !== "function") {
+      throw new TypeError("schema.js must export default defineSchema(...)");
+    }
+    const exported = schema.export();
+    return typeof exported === "string" ? exported : JSONStringify(exported);
+  }
+
   function exportKind(namespace, name) {
     const value = namespace[name];
     if (value === null || (typeof value !== "object" && typeof value !== "function")) return "";
@@ -552,5 +563,5 @@
     throw new Error(`unknown function kind ${kind}`);
   }
 
-  return { describeError, analyzeModule, exportKind, invoke };
+  return { describeError, analyzeModule, schemaExport, exportKind, invoke };
 });

@@ -37,6 +37,14 @@ pub enum Visibility {
     Internal,
 }
 
+/// Everything analysis finds in a code version: its functions and, when it has a `schema.js`,
+/// the JSON its default export's `export()` returns (protocol doc §4.9).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodeAnalysis {
+    pub functions: Vec<FunctionInfo>,
+    pub schema_json: Option<String>,
+}
+
 /// One function found by [`JsPool::analyze`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionInfo {
@@ -266,6 +274,16 @@ impl JsPool {
         code: Arc<ModuleSet>,
         env: Arc<BTreeMap<String, String>>,
     ) -> Result<Vec<FunctionInfo>, JsError> {
+        Ok(self.analyze_code(code, env).await?.functions)
+    }
+
+    /// Analyzes every entry module of `code` (see [`CodeAnalysis`]); `schema.js`, when
+    /// present, is evaluated for its schema JSON.
+    pub async fn analyze_code(
+        &self,
+        code: Arc<ModuleSet>,
+        env: Arc<BTreeMap<String, String>>,
+    ) -> Result<CodeAnalysis, JsError> {
         let (reply, answer) = oneshot::channel();
         if let Err(refused) = self.submit(Job::Analyze { code, env, reply }) {
             return Err(refused.1);

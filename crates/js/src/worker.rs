@@ -18,7 +18,7 @@ use crate::host::{self, CallState, Host, PendingOp, SplitMix64, ThreadWaker};
 use crate::log::LogBuffer;
 use crate::modules::resolve_specifier;
 use crate::{
-    CallFailure, CallOutcome, CallRequest, FunctionInfo, FunctionKind, JsError, JsPoolConfig,
+    CallFailure, CallOutcome, CallRequest, CodeAnalysis, FunctionInfo, FunctionKind, JsError, JsPoolConfig,
     ModuleSet, Visibility,
 };
 
@@ -34,7 +34,7 @@ pub(crate) enum Job {
     Analyze {
         code: Arc<ModuleSet>,
         env: Arc<BTreeMap<String, String>>,
-        reply: oneshot::Sender<Result<Vec<FunctionInfo>, JsError>>,
+        reply: oneshot::Sender<Result<CodeAnalysis, JsError>>,
     },
 }
 
@@ -282,7 +282,7 @@ impl Worker {
         &mut self,
         code: Arc<ModuleSet>,
         env: Arc<BTreeMap<String, String>>,
-    ) -> Result<Vec<FunctionInfo>, JsError> {
+    ) -> Result<CodeAnalysis, JsError> {
         let limits = Limits {
             timeout_ms: self.config.analyze_timeout_ms,
             memory_bytes: self.config.memory_limit_bytes,
@@ -310,7 +310,7 @@ impl Worker {
         env: &Arc<BTreeMap<String, String>>,
         deadline: Instant,
         limits: Limits,
-    ) -> Result<Vec<FunctionInfo>, JsError> {
+    ) -> Result<CodeAnalysis, JsError> {
         let host = self.host.clone();
         let config = self.config.clone();
         let engine = self.engine()?;
@@ -324,9 +324,20 @@ impl Worker {
                 .get("analyzeModule")
                 .map_err(|e| js_error(&ctx, &internals, &host, e, limits))?;
             let mut found = Vec::new();
+            let mut schema_json = None;
             for module in code.entry_modules() {
                 let namespace =
                     import_namespace(&ctx, &internals, &host, module, deadline, limits)?;
+                if module == "schema.js" {
+                    let export: Function = internals
+                        .get("schemaExport")
+                        .map_err(|e| js_error(&ctx, &internals, &host, e, limits))?;
+                    let json: String = export
+                        .call((namespace,))
+                        .map_err(|e| js_error(&ctx, &internals, &host, e, limits))?;
+                    schema_json = Some(json);
+                    continue;
+                }
                 let listing: String = analyze
                     .call((namespace,))
                     .map_err(|e| js_error(&ctx, &internals, &host, e, limits))?;
@@ -337,7 +348,10 @@ impl Worker {
                     limit_ms: limits.timeout_ms,
                 });
             }
-            Ok(found)
+            Ok(CodeAnalysis {
+                functions: found,
+                schema_json,
+            })
         });
         drop(scratch);
         result

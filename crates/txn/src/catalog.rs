@@ -161,6 +161,9 @@ pub struct Catalog {
     pub version: u64,
     /// Stored catalogs: no new table gets a number below this (numbers are never reused).
     pub next_table: u32,
+    /// Stored catalogs: the number the next new index gets, in any table (index numbers are
+    /// never reused, so entries a dropped index left behind are never read as another's).
+    pub next_index: u32,
 }
 
 impl Catalog {
@@ -169,12 +172,26 @@ impl Catalog {
             tables: tables.into_iter().map(|t| (t.number, t)).collect(),
             version: 0,
             next_table: 0,
+            next_index: 0,
         }
     }
 
     /// Adds (or replaces) `table`.
     pub fn insert(&mut self, table: TableDef) {
         self.tables.insert(table.number, table);
+    }
+
+    /// A number for a new index of any table: above every index number in use or used before.
+    pub fn allocate_index_number(&mut self) -> IndexNumber {
+        let in_use = self
+            .tables
+            .values()
+            .flat_map(|t| t.indexes.iter().map(|i| i.number.0))
+            .max()
+            .unwrap_or(1);
+        let number = self.next_index.max(in_use + 1).max(2);
+        self.next_index = number + 1;
+        IndexNumber(number)
     }
 
     /// Removes table `number`, returning it.

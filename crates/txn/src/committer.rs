@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use replication::{ReplicateError, Replicator};
 use store::Timestamp;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::error::CommitError;
-use crate::readset::WrittenKeys;
+use crate::readset::{ReadSet, WrittenKeys};
 use crate::transaction::{CreationClock, FinalTransaction};
 use crate::tso::{SystemClock, TimestampOracle};
 use crate::writelog::WriteLog;
@@ -62,6 +62,8 @@ struct Shared {
     creation: Arc<CreationClock>,
     /// Signalled whenever commits finish applying (or the committer fails).
     applied: Notify,
+    /// The newest timestamp at which every commit is applied, published after each group.
+    safe: watch::Sender<Timestamp>,
     tso: Arc<dyn TimestampOracle>,
 }
 
@@ -109,6 +111,7 @@ impl Committer {
                 ..State::default()
             }),
             applied: Notify::new(),
+            safe: watch::channel(applied_ts).0,
             tso,
             creation: Arc::new(CreationClock::new(Arc::new(SystemClock))),
         });
@@ -179,6 +182,18 @@ impl Committer {
             Ok(guard) => *guard,
             Err(poisoned) => *poisoned.into_inner(),
         }
+    }
+
+    /// Follows the newest timestamp at which every commit is applied (what [`Self::begin`]
+    /// would return): it changes after every applied group. Subscriptions wait on it.
+    pub fn watch_applied(&self) -> watch::Receiver<Timestamp> {
+        self.shared.safe.subscribe()
+    }
+
+    /// Whether a commit in `(from, to]` wrote something `reads` covers; `true` when the
+    /// write log no longer holds every commit after `from`.
+    pub fn changed(&self, reads: &ReadSet, from: Timestamp, to: Timestamp) -> bool {
+        self.shared.lock().write_log.changed(reads, from, to)
     }
 
     /// Commits after `ts` that the write log still holds, oldest first: (timestamp, keys).
@@ -265,6 +280,13 @@ async fn run(
             let safe = state.safe_ts();
             let now = shared.tso.next().unwrap_or(safe);
             state.write_log.trim(safe, now);
+            shared.safe.send_if_modified(|published| {
+                let newer = safe > *published;
+                if newer {
+                    *published = safe;
+                }
+                newer
+            });
         }
         shared.applied.notify_waiters();
         match outcome {

@@ -161,6 +161,10 @@ pub fn encode_body(catalog: &Catalog) -> Object {
             "nextTable".to_string(),
             Value::Int64(i64::from(catalog.next_table)),
         ),
+        (
+            "nextIndex".to_string(),
+            Value::Int64(i64::from(catalog.next_index)),
+        ),
     ])
 }
 
@@ -208,6 +212,9 @@ pub fn decode_body(
     };
     if let Some(next) = body.get("nextTable") {
         catalog.next_table = int(next, "nextTable")?;
+    }
+    if let Some(next) = body.get("nextIndex") {
+        catalog.next_index = int(next, "nextIndex")?;
     }
     let Value::Array(tables) = field(body, "tables", "body")? else {
         return Err("catalog tables is not an array".into());

@@ -312,6 +312,7 @@ impl Transaction {
             .unwrap_or(0)
             .max(next.next_table)
             .max(self.catalog.next_table);
+        next.next_index = next.next_index.max(self.catalog.next_index);
         for table in system::system_tables() {
             next.insert(table);
         }

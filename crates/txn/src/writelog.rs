@@ -77,6 +77,17 @@ impl WriteLog {
         }
     }
 
+    /// Whether a commit in `(from, to]` wrote a key inside `reads`: `true` also when commits
+    /// after `from` may have been trimmed (when in doubt, say it changed).
+    pub fn changed(&self, reads: &ReadSet, from: Timestamp, to: Timestamp) -> bool {
+        if from < self.trimmed_through {
+            return true;
+        }
+        self.after(from)
+            .take_while(|e| e.ts <= to)
+            .any(|e| e.keys.first_intersection(reads).is_some())
+    }
+
     /// Commits after `ts`, oldest first.
     pub fn after(&self, ts: Timestamp) -> impl Iterator<Item = &WriteLogEntry> {
         let first = self.entries.partition_point(|e| e.ts <= ts);
