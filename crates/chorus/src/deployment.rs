@@ -147,7 +147,11 @@ pub fn load(txn: &mut Transaction) -> Result<Option<Deployment>, String> {
 }
 
 /// The stored source of module `path` with `hash`, if any version of the store has it.
-pub fn stored_module(txn: &mut Transaction, path: &str, hash: &str) -> Result<Option<Module>, TxnError> {
+pub fn stored_module(
+    txn: &mut Transaction,
+    path: &str,
+    hash: &str,
+) -> Result<Option<Module>, TxnError> {
     let Some(doc) = txn.get(&module_id(path, hash))? else {
         return Ok(None);
     };
@@ -178,7 +182,10 @@ pub fn activate(
                     ("path".into(), Value::String(module.path.clone())),
                     ("source".into(), Value::String(module.source.to_string())),
                     ("hash".into(), Value::String(module.hash.clone())),
-                    ("environment".into(), Value::String(module.environment.clone())),
+                    (
+                        "environment".into(),
+                        Value::String(module.environment.clone()),
+                    ),
                 ]),
             )?;
         }

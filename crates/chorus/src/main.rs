@@ -16,7 +16,11 @@ use js::{JsPool, JsPoolConfig};
 use txn::{LocalRange, ReplicatorKind, SchemaCompiler};
 
 #[derive(Parser)]
-#[command(name = "chorus", version, about = "A Convex-compatible reactive database")]
+#[command(
+    name = "chorus",
+    version,
+    about = "A Convex-compatible reactive database"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -101,7 +108,12 @@ fn admin_key(dir: &Path, given: Option<String>) -> Result<String, String> {
     Ok(key)
 }
 
-async fn dev(host: &str, port: u16, data_dir: &Path, admin_key_arg: Option<String>) -> Result<(), String> {
+async fn dev(
+    host: &str,
+    port: u16,
+    data_dir: &Path,
+    admin_key_arg: Option<String>,
+) -> Result<(), String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
     let key = admin_key(data_dir, admin_key_arg)?;
@@ -118,9 +130,13 @@ async fn dev(host: &str, port: u16, data_dir: &Path, admin_key_arg: Option<Strin
 
     tracing::info!(dir = %data_dir.display(), "opening the range (a Raft group of one)");
     let compiler: Arc<dyn SchemaCompiler> = Arc::new(udf::DocumentTypeCompiler);
-    let range = LocalRange::open_stored(&data_dir.join("range"), ReplicatorKind::Raft, Some(compiler))
-        .await
-        .map_err(|e| e.to_string())?;
+    let range = LocalRange::open_stored(
+        &data_dir.join("range"),
+        ReplicatorKind::Raft,
+        Some(compiler),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let pool = JsPool::new(JsPoolConfig::default()).map_err(|e| e.to_string())?;
     let runner = FunctionRunner::new(pool, range.db.clone());
     let url = format!("http://{local}");

@@ -15,8 +15,8 @@
 //! a backfilling index left in the catalog is taken over by the next push of the same index.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use api::{ApiError, DeployOp, ErrorCode};
@@ -25,8 +25,7 @@ use serde_json::{Value as Json, json};
 use store::{IndexNumber, KeyRange, Order};
 use tokio::sync::watch;
 use txn::{
-    CREATION_TIME, Catalog, ID, IndexDef, IndexScan, IndexState, TableDef,
-    Transaction, TxnError,
+    CREATION_TIME, Catalog, ID, IndexDef, IndexScan, IndexState, TableDef, Transaction, TxnError,
 };
 use value::{DocumentId, TableNumber, Value};
 
@@ -36,9 +35,15 @@ use crate::server::Server;
 /// Where a push's schema work stands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PushState {
-    InProgress { indexes_done: usize, indexes_total: usize },
+    InProgress {
+        indexes_done: usize,
+        indexes_total: usize,
+    },
     Complete,
-    Failed { error: String, table: Option<String> },
+    Failed {
+        error: String,
+        table: Option<String>,
+    },
 }
 
 /// A push between `start_push` and `finish_push`.
@@ -104,7 +109,9 @@ fn pushed_module(config: &Json) -> Result<Module, ApiError> {
     let path = str_field(config, "path", "module")?;
     if path.is_empty()
         || path.starts_with('/')
-        || path.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
         || !path.ends_with(".js")
     {
         return Err(bad(format!("invalid module path {path:?}")));
@@ -272,7 +279,9 @@ fn plan(current: &Catalog, desired: &[TableDef]) -> Result<Plan, ApiError> {
     // Tables the schema does not mention keep their data and lose their schema check.
     let named: Vec<&str> = desired.iter().map(|t| t.name.as_str()).collect();
     for table in current.tables() {
-        if table.number.get() >= txn::system::FIRST_USER_TABLE && !named.contains(&table.name.as_str()) {
+        if table.number.get() >= txn::system::FIRST_USER_TABLE
+            && !named.contains(&table.name.as_str())
+        {
             let mut table = table.clone();
             if table.document_type.is_some() {
                 table.schema = None;
@@ -451,18 +460,24 @@ async fn start_push(server: &Server, body: &Json) -> Result<Json, ApiError> {
         let mut pushes = server.pushes();
         // Bounded: a CLI that gives up mid-push leaves its entry; keep the newest few.
         while pushes.len() >= 8 {
-            let Some(oldest) = pushes.keys().min().copied() else { break };
+            let Some(oldest) = pushes.keys().min().copied() else {
+                break;
+            };
             pushes.remove(&oldest);
         }
         pushes.insert(push_id, push.clone());
     }
     if total > 0 || !plan.validate.is_empty() {
         let db = server.db().clone();
-        let previous_types: BTreeMap<TableNumber, TableDef> = current
-            .tables()
-            .map(|t| (t.number, t.clone()))
-            .collect();
-        tokio::spawn(schema_work(db, push, plan.backfill, plan.validate, previous_types));
+        let previous_types: BTreeMap<TableNumber, TableDef> =
+            current.tables().map(|t| (t.number, t.clone())).collect();
+        tokio::spawn(schema_work(
+            db,
+            push,
+            plan.backfill,
+            plan.validate,
+            previous_types,
+        ));
     }
     Ok(response)
 }
@@ -538,14 +553,20 @@ fn id_of(doc: &txn::Object) -> Result<DocumentId, String> {
 }
 
 /// Writes entries of `index` for every document of `table`, a page per transaction.
-async fn backfill_index(db: &txn::Database, table: TableNumber, index: IndexNumber) -> Result<(), String> {
+async fn backfill_index(
+    db: &txn::Database,
+    table: TableNumber,
+    index: IndexNumber,
+) -> Result<(), String> {
     let mut cursor = None;
     loop {
         let mut attempt = 0;
         let next = loop {
             attempt += 1;
             let mut txn = db.begin().map_err(|e| e.to_string())?;
-            let scan = txn.scan(&page(table, cursor.clone())).map_err(|e| e.to_string())?;
+            let scan = txn
+                .scan(&page(table, cursor.clone()))
+                .map_err(|e| e.to_string())?;
             for (_, doc) in &scan.rows {
                 txn.backfill_index_entry(&id_of(doc)?, index)
                     .map_err(|e: TxnError| e.to_string())?;
@@ -567,7 +588,10 @@ async fn backfill_index(db: &txn::Database, table: TableNumber, index: IndexNumb
 }
 
 /// The first document of `table` its schema refuses: (table name, message).
-async fn validate_table(db: &txn::Database, table: TableNumber) -> Result<Option<(String, String)>, String> {
+async fn validate_table(
+    db: &txn::Database,
+    table: TableNumber,
+) -> Result<Option<(String, String)>, String> {
     let mut cursor = None;
     loop {
         let mut txn = db.begin().map_err(|e| e.to_string())?;
@@ -601,7 +625,10 @@ async fn validate_table(db: &txn::Database, table: TableNumber) -> Result<Option
     }
 }
 
-async fn revert_schema(db: &txn::Database, previous: &BTreeMap<TableNumber, TableDef>) -> Result<(), String> {
+async fn revert_schema(
+    db: &txn::Database,
+    previous: &BTreeMap<TableNumber, TableDef>,
+) -> Result<(), String> {
     for attempt in 1..=knobs::TRANSACTION_MAX_ATTEMPTS {
         let mut txn = db.begin().map_err(|e| e.to_string())?;
         let mut next = (**txn.catalog()).clone();
@@ -627,15 +654,17 @@ fn push_id(value: Option<&Json>) -> Result<u64, ApiError> {
     value
         .and_then(|v| v.get("chorusPushId"))
         .and_then(Json::as_u64)
-        .ok_or_else(|| bad("this push was not started on this server (no chorusPushId); push again"))
+        .ok_or_else(|| {
+            bad("this push was not started on this server (no chorusPushId); push again")
+        })
 }
 
 fn find_push(server: &Server, id: u64) -> Result<Arc<Push>, ApiError> {
-    server
-        .pushes()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| bad(format!("push {id} is unknown here (the server restarted?); push again")))
+    server.pushes().get(&id).cloned().ok_or_else(|| {
+        bad(format!(
+            "push {id} is unknown here (the server restarted?); push again"
+        ))
+    })
 }
 
 fn state_json(state: &PushState) -> Json {
@@ -686,7 +715,9 @@ async fn finish_push(server: &Server, body: &Json) -> Result<Json, ApiError> {
         PushState::Complete => {}
         PushState::Failed { error, .. } => return Err(bad(format!("the push failed: {error}"))),
         PushState::InProgress { .. } => {
-            return Err(bad("the push's indexes are not backfilled yet (call wait_for_schema)"));
+            return Err(bad(
+                "the push's indexes are not backfilled yet (call wait_for_schema)",
+            ));
         }
     }
     let dry_run = body.get("dryRun").and_then(Json::as_bool).unwrap_or(false);

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use api::{
-    ApiError, Backend, CallKind, CallRequest, DeployOp, ErrorCode, FunctionFailure,
-    FunctionResult, FunctionSuccess, Identity, MutationRun, QueryRun, ReadToken, Ts,
+    ApiError, Backend, CallKind, CallRequest, DeployOp, ErrorCode, FunctionFailure, FunctionResult,
+    FunctionSuccess, Identity, MutationRun, QueryRun, ReadToken, Ts,
 };
 use functions::{FunctionError, FunctionRunner, RunOptions};
 use futures_util::future::BoxFuture;
@@ -317,7 +317,11 @@ impl Backend for Server {
             .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))
     }
 
-    fn run_query(&self, call: CallRequest, ts: Option<Ts>) -> BoxFuture<'_, Result<QueryRun, ApiError>> {
+    fn run_query(
+        &self,
+        call: CallRequest,
+        ts: Option<Ts>,
+    ) -> BoxFuture<'_, Result<QueryRun, ApiError>> {
         Box::pin(self.query(call, ts))
     }
 

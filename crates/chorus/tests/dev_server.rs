@@ -193,7 +193,10 @@ fn dev_server_serves_the_real_clients_and_recovers_after_restart() {
     );
 
     let status = dev.terminate();
-    assert!(status.success(), "chorus dev exited with {status} on SIGTERM");
+    assert!(
+        status.success(),
+        "chorus dev exited with {status} on SIGTERM"
+    );
 
     let dev = Dev::start(data.path());
     let addr = dev.addr();

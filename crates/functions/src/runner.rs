@@ -468,7 +468,14 @@ impl FunctionRunner {
         loop {
             attempt += 1;
             let (value, log_lines, txn) = self
-                .attempt(&code, &spec, &args_json, AccessMode::ReadWrite, options, None)
+                .attempt(
+                    &code,
+                    &spec,
+                    &args_json,
+                    AccessMode::ReadWrite,
+                    options,
+                    None,
+                )
                 .await?;
             let finished = txn
                 .finish()

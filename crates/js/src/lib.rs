@@ -91,7 +91,7 @@ pub use error::{JsError, SyscallError};
 pub use log::TRUNCATED_LINE_SUFFIX;
 pub use modules::{ModuleSet, resolve_specifier};
 pub use pool::{
-    CallFailure, CallOutcome, CallRequest, CodeAnalysis, FunctionInfo, FunctionKind, JsPool, JsPoolConfig,
-    Visibility,
+    CallFailure, CallOutcome, CallRequest, CodeAnalysis, FunctionInfo, FunctionKind, JsPool,
+    JsPoolConfig, Visibility,
 };
 pub use syscall::{AsyncSyscallReply, NestedCall, NestedSettle, PendingSyscall, SyscallHandler};

@@ -18,8 +18,8 @@ use crate::host::{self, CallState, Host, PendingOp, SplitMix64, ThreadWaker};
 use crate::log::LogBuffer;
 use crate::modules::resolve_specifier;
 use crate::{
-    CallFailure, CallOutcome, CallRequest, CodeAnalysis, FunctionInfo, FunctionKind, JsError, JsPoolConfig,
-    ModuleSet, Visibility,
+    CallFailure, CallOutcome, CallRequest, CodeAnalysis, FunctionInfo, FunctionKind, JsError,
+    JsPoolConfig, ModuleSet, Visibility,
 };
 
 /// Jobs between a leftover-job drain's checks of the clock (jobs are usually tiny; the

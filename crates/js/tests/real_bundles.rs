@@ -246,7 +246,13 @@ async fn bundle_has_the_expected_modules() {
     let entries: Vec<&str> = code.entry_modules().collect();
     assert_eq!(
         entries,
-        vec!["admin/stats.js", "counters.js", "messages.js", "users.js"]
+        vec![
+            "admin/stats.js",
+            "clients.js",
+            "counters.js",
+            "messages.js",
+            "users.js"
+        ]
     );
     // Everything else is a shared chunk (`convex/server` is inlined in one of them); the schema
     // is bundled separately by the CLI and is not among the function modules.
@@ -271,7 +277,7 @@ async fn analysis_finds_every_function_with_its_validators() {
         Ok(Err(e)) => panic!("analysis failed: {e}"),
         Err(_) => panic!("analysis did not finish within {WAIT:?}"),
     };
-    use FunctionKind::{Mutation, Query};
+    use FunctionKind::{Action, Mutation, Query};
     use Visibility::{Internal, Public};
     let found: Vec<(String, FunctionKind, Visibility)> = functions
         .iter()
@@ -280,6 +286,7 @@ async fn analysis_finds_every_function_with_its_validators() {
     let expected = [
         ("admin/stats.js:default", Query, Public),
         ("admin/stats.js:purgeChannel", Mutation, Internal),
+        ("clients.js:registerAndFetch", Action, Public),
         ("counters.js:get", Query, Internal),
         ("counters.js:increment", Mutation, Internal),
         ("counters.js:read", Query, Public),

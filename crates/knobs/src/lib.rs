@@ -128,3 +128,57 @@ pub const FUNCTION_ANALYSIS_CACHE_VERSIONS: usize = 16;
 /// Deepest chain of `ctx.runQuery`/`ctx.runMutation` calls (`1.0/runUdf`) open at once inside
 /// one query or mutation; a call beyond it fails with an error the caller may catch.
 pub const FUNCTION_MAX_NESTING_DEPTH: usize = 8;
+
+// ---- HTTP API ----
+
+/// Largest request body of a function call (`/api/query`, `/api/mutation`, `/api/action`,
+/// `/api/function`, `/api/run/…`, `/api/query_at_ts`, `/api/query_batch`), in bytes, both as
+/// sent and after a `Content-Encoding` is undone. Convex allows 16 MiB of arguments; their JSON
+/// text (base64 for bytes, `$integer` tags, escapes) can be larger, so the body may be twice that.
+pub const HTTP_FUNCTION_BODY_MAX_BYTES: usize = 32 << 20;
+/// Largest deploy request body (`/api/get_config_hashes`, `/api/deploy2/…`), in bytes, both as
+/// sent and after brotli is undone. A push stores its modules in one commit, which
+/// `APPLY_BATCH_MAX_BYTES` bounds anyway; a brotli body inflating past this is refused while
+/// decompressing, so a decompression bomb costs at most this much memory.
+pub const HTTP_DEPLOY_BODY_MAX_BYTES: usize = 64 << 20;
+/// Most queries one `/api/query_batch` request may carry.
+pub const HTTP_QUERY_BATCH_MAX_QUERIES: usize = 256;
+/// How long `GET /api/stream_function_logs` holds a poll before answering with no entries, in
+/// milliseconds: `convex dev` polls it in a loop, so an immediate answer would be a busy loop.
+pub const HTTP_LOG_STREAM_POLL_MS: u64 = 2_000;
+/// Largest WebSocket message a sync client may send, in bytes: a `Mutation` or `Action` message
+/// carries arguments, bounded like an HTTP function call's body.
+pub const HTTP_WEBSOCKET_MESSAGE_MAX_BYTES: usize = HTTP_FUNCTION_BODY_MAX_BYTES;
+
+// ---- Sync sessions ----
+
+/// Outbound silence after which a sync session sends `{"type":"Ping"}`, in milliseconds
+/// (Convex: 15 s; the Rust client reconnects after 30 s without a message, npm after 60 s).
+pub const SYNC_HEARTBEAT_INTERVAL_MS: u64 = 15_000;
+/// Interval between WebSocket-level Ping frames on a sync socket, in milliseconds (Convex).
+pub const SYNC_WS_PING_INTERVAL_MS: u64 = 5_000;
+/// Inbound silence (no message, no Pong) after which a sync socket is closed, in milliseconds
+/// (Convex: 120 s).
+pub const SYNC_CLIENT_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// Most queries one sync session may subscribe to at once.
+pub const SYNC_MAX_QUERIES: usize = 1_024;
+/// Most mutations and actions one sync session may have queued or running at once.
+pub const SYNC_MAX_INFLIGHT_REQUESTS: usize = 1_024;
+/// Queries one sync session runs concurrently while computing a transition.
+pub const SYNC_QUERY_CONCURRENCY: usize = 16;
+/// Largest client message accepted on a sync socket, in bytes of JSON text (Convex's 16 MiB
+/// argument limit plus room for the envelope).
+pub const SYNC_MESSAGE_MAX_BYTES: usize = HTTP_WEBSOCKET_MESSAGE_MAX_BYTES;
+/// Server messages one sync socket may have waiting to be written; a client that does not
+/// read until this fills is disconnected.
+pub const SYNC_OUTBOUND_MAX_MESSAGES: usize = 1_024;
+/// Bytes of server messages one sync socket may have waiting to be written (a single larger
+/// message is still sent when nothing else waits).
+pub const SYNC_OUTBOUND_MAX_BYTES: usize = 64 << 20;
+/// Successful mutations remembered by (sessionId, requestId), so one re-sent after a
+/// reconnect is answered without running again; the oldest are forgotten first.
+pub const SYNC_MUTATION_MEMORY_MAX_ENTRIES: usize = 100_000;
+/// Bytes of remembered mutation results (values and log lines) across all sessions.
+pub const SYNC_MUTATION_MEMORY_MAX_BYTES: usize = 64 << 20;
+/// How long a closing sync socket waits for the client's close handshake, in milliseconds.
+pub const SYNC_CLOSE_TIMEOUT_MS: u64 = 2_000;
