@@ -171,6 +171,7 @@ fn dev_server_serves_the_real_clients_and_recovers_after_restart() {
         &[&dev.url, ADMIN_KEY],
     );
     run(&repo().join("tests/clients/run.sh"), &[&dev.url, ADMIN_KEY]);
+    bad_input_changes_nothing(&addr);
 
     // Something to find after the restart.
     let (status, body) = http(
@@ -231,4 +232,92 @@ fn dev_server_serves_the_real_clients_and_recovers_after_restart() {
     assert_eq!(user["value"]["name"], "survivor", "{user}");
     let status = dev.terminate();
     assert!(status.success(), "second SIGTERM: {status}");
+}
+
+fn counter(addr: &str) -> serde_json::Value {
+    query_json(addr, "counters:read", r#"{"name":"messages"}"#)["value"].clone()
+}
+
+/// Sends one masked (all-zero mask) WebSocket text frame of `payload` (< 126 bytes).
+fn ws_text_frame(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Opens a WebSocket to the sync endpoint by hand, sends `frame`, returns what came back
+/// until the server closed the connection (or 10 s passed).
+fn ws_exchange(addr: &str, frame: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let handshake = format!(
+        "GET /api/1.48.0/sync HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).expect("handshake");
+    stream.write_all(frame).expect("frame");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    received
+}
+
+/// Bad input gets clear errors, writes nothing, and leaves the server serving.
+fn bad_input_changes_nothing(addr: &str) {
+    let before = counter(addr);
+    let post = |path: &str, body: &str| http(addr, "POST", path, body, None);
+    let (status, body) = post("/api/mutation", "{not json");
+    assert_eq!(status, 400, "malformed JSON: {body}");
+    assert!(body.contains("\"code\""), "{body}");
+    let (status, body) = post(
+        "/api/mutation",
+        r#"{"path":"messages:send","args":{"author":"nope","channel":"c","body":"b"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"status\":\"error\""), "bad args: {body}");
+    let (status, body) = post("/api/mutation", r#"{"path":"nope:missing","args":{}}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Could not find public function"), "{body}");
+    // An oversized request is refused from its declared length, before its body is read.
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "POST /api/mutation HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"path\":",
+        64 << 20
+    );
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 413"),
+        "oversized request: {reply}"
+    );
+    // A garbage text frame: the protocol's FatalError, then the socket closes.
+    let reply = ws_exchange(addr, &ws_text_frame(b"{garbage"));
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    assert!(reply.contains("FatalError"), "garbage frame: {reply}");
+    // A frame that is not WebSocket at all: the connection is dropped.
+    let reply = ws_exchange(addr, b"\xff\xff\xff\xff garbage");
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 101"));
+
+    assert_eq!(counter(addr), before, "bad input wrote something");
+    let (status, _) = http(addr, "GET", "/version", "", None);
+    assert_eq!(status, 200, "the server is still serving");
 }
