@@ -25,7 +25,8 @@ use serde_json::{Value as Json, json};
 use store::{IndexNumber, KeyRange, Order};
 use tokio::sync::watch;
 use txn::{
-    CREATION_TIME, Catalog, ID, IndexDef, IndexScan, IndexState, TableDef, Transaction, TxnError,
+    CREATION_TIME, Catalog, ID, IndexDef, IndexScan, IndexState, TableDef, TransactError,
+    Transaction, TxnError,
 };
 use value::{DocumentId, TableNumber, Value};
 
@@ -300,25 +301,30 @@ fn plan(current: &Catalog, desired: &[TableDef]) -> Result<Plan, ApiError> {
     })
 }
 
-/// Commits `change` to a fresh transaction, re-running it on conflicts.
+/// Runs `change` in a fresh transaction and commits it, re-running it on conflicts
+/// (`Database::transact`).
+async fn transact<T, E>(
+    db: &txn::Database,
+    mut change: impl FnMut(&mut Transaction) -> Result<T, E>,
+) -> Result<T, TransactError<E>> {
+    db.transact(|mut txn| {
+        let out = change(&mut txn).map(|value| (value, txn));
+        std::future::ready(out)
+    })
+    .await
+    .map(|(value, _)| value)
+}
+
+/// [`transact`] for the deploy endpoints: `change`'s own error as it is, a commit failure as
+/// `Unavailable`.
 async fn commit_with_retry(
     server: &Server,
-    mut change: impl FnMut(&mut Transaction) -> Result<(), ApiError>,
+    change: impl FnMut(&mut Transaction) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut txn = begin(server)?;
-        change(&mut txn)?;
-        let finished = txn.finish().map_err(|e| bad(e.to_string()))?;
-        match server.db().committer.commit(finished).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_retryable() && attempt < knobs::TRANSACTION_MAX_ATTEMPTS => {
-                tokio::time::sleep(txn::retry_backoff(attempt)).await;
-            }
-            Err(e) => return Err(unavailable(e)),
-        }
-    }
+    transact(server.db(), change).await.map_err(|e| match e {
+        TransactError::Body(e) => e,
+        other => unavailable(other),
+    })
 }
 
 fn kind_name(kind: FunctionKind) -> &'static str {
@@ -560,10 +566,7 @@ async fn backfill_index(
 ) -> Result<(), String> {
     let mut cursor = None;
     loop {
-        let mut attempt = 0;
-        let next = loop {
-            attempt += 1;
-            let mut txn = db.begin().map_err(|e| e.to_string())?;
+        let next = transact(db, |txn| {
             let scan = txn
                 .scan(&page(table, cursor.clone()))
                 .map_err(|e| e.to_string())?;
@@ -571,15 +574,10 @@ async fn backfill_index(
                 txn.backfill_index_entry(&id_of(doc)?, index)
                     .map_err(|e: TxnError| e.to_string())?;
             }
-            let finished = txn.finish().map_err(|e| e.to_string())?;
-            match db.committer.commit(finished).await {
-                Ok(_) => break scan.cursor,
-                Err(e) if e.is_retryable() && attempt < knobs::TRANSACTION_MAX_ATTEMPTS => {
-                    tokio::time::sleep(txn::retry_backoff(attempt)).await;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        };
+            Ok::<_, String>(scan.cursor)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         match next {
             Some(c) => cursor = Some(c),
             None => return Ok(()),
@@ -629,8 +627,7 @@ async fn revert_schema(
     db: &txn::Database,
     previous: &BTreeMap<TableNumber, TableDef>,
 ) -> Result<(), String> {
-    for attempt in 1..=knobs::TRANSACTION_MAX_ATTEMPTS {
-        let mut txn = db.begin().map_err(|e| e.to_string())?;
+    transact(db, |txn| {
         let mut next = (**txn.catalog()).clone();
         let tables: Vec<TableDef> = next.tables().cloned().collect();
         for mut table in tables {
@@ -639,15 +636,10 @@ async fn revert_schema(
             table.document_type = old.and_then(|t| t.document_type.clone());
             next.insert(table);
         }
-        txn.set_catalog(next).map_err(|e| e.to_string())?;
-        let finished = txn.finish().map_err(|e| e.to_string())?;
-        match db.committer.commit(finished).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_retryable() => tokio::time::sleep(txn::retry_backoff(attempt)).await,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Err("gave up after repeated conflicts".into())
+        txn.set_catalog(next).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 fn push_id(value: Option<&Json>) -> Result<u64, ApiError> {

@@ -714,11 +714,9 @@ impl Transaction {
             ..FinalTransaction::default()
         };
         for (id, index) in self.backfills.keys() {
-            if self.writes.get(id).is_some_and(|w| w.old != w.new) {
-                // The document's own write below covers every index, this one included.
-                continue;
-            }
             let doc = match self.writes.get(id) {
+                // The document's own write below covers every index, this one included.
+                Some(write) if write.old != write.new => continue,
                 Some(write) => write.new.clone(),
                 None => self
                     .store
