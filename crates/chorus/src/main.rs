@@ -2,6 +2,7 @@
 //! protocol, function execution, one range as a Raft group of one) over embedded storage.
 //! See the command-line contract in `../shared/DESIGN.md`.
 
+mod cluster;
 mod deployment;
 mod push;
 mod server;
@@ -44,13 +45,68 @@ enum Command {
         #[arg(long, env = "CHORUS_ADMIN_KEY", hide_env_values = true)]
         admin_key: Option<String>,
     },
+    /// One node of a cluster. The nodes named in --peers form the meta range and the first
+    /// data range, each replicated on all of them; a node not named there joins empty and
+    /// waits for `chorus admin add-learner`.
+    Start {
+        /// This node's id (a positive integer, unique in the cluster, never reused).
+        #[arg(long)]
+        node_id: u64,
+        /// Client protocol address (HTTP, WebSocket, deploy, cluster status).
+        #[arg(long)]
+        listen: String,
+        /// Node-to-node address (Raft, timestamps, forwarded requests).
+        #[arg(long)]
+        peer_listen: String,
+        /// The initial members: `1=HOST:PORT,2=HOST:PORT,...` (their peer addresses).
+        #[arg(long)]
+        peers: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, env = "CHORUS_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
+    },
+    /// Cluster administration through any node's client address.
+    Admin {
+        /// A node's client address, http://HOST:PORT.
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "CHORUS_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Prints the cluster status: nodes, ranges, leaders, replicas and their lag.
+    Status,
+    /// Adds a node as a learner of every range.
+    AddLearner {
+        #[arg(long)]
+        node: u64,
+        /// The new node's peer address (its --peer-listen).
+        #[arg(long)]
+        peer: String,
+    },
+    /// Promotes a caught-up learner to voter in every range.
+    Promote {
+        #[arg(long)]
+        node: u64,
+    },
+    /// Removes a node from every range.
+    Remove {
+        #[arg(long)]
+        node: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -72,6 +128,41 @@ fn main() -> std::process::ExitCode {
             data_dir,
             admin_key,
         } => runtime.block_on(dev(&host, port, &data_dir, admin_key)),
+        Command::Start {
+            node_id,
+            listen,
+            peer_listen,
+            peers,
+            data_dir,
+            admin_key,
+        } => runtime.block_on(start(
+            node_id,
+            listen,
+            peer_listen,
+            &peers,
+            data_dir,
+            admin_key,
+        )),
+        Command::Admin {
+            url,
+            admin_key,
+            command,
+        } => {
+            use cluster::admin::{AdminRequest, MembershipChange};
+            let request = match command {
+                AdminCommand::Status => AdminRequest::Status,
+                AdminCommand::AddLearner { node, peer } => {
+                    AdminRequest::Change(MembershipChange::AddLearner { node, peer })
+                }
+                AdminCommand::Promote { node } => {
+                    AdminRequest::Change(MembershipChange::Promote { node })
+                }
+                AdminCommand::Remove { node } => {
+                    AdminRequest::Change(MembershipChange::Remove { node })
+                }
+            };
+            runtime.block_on(cluster::admin::run_cli(&url, &admin_key, request))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -156,6 +247,39 @@ async fn dev(
     drop(server);
     range.shutdown().await.map_err(|e| e.to_string())?;
     Ok(())
+}
+
+async fn start(
+    node_id: u64,
+    listen: String,
+    peer_listen: String,
+    peers: &str,
+    data_dir: PathBuf,
+    admin_key: String,
+) -> Result<(), String> {
+    if node_id == 0 {
+        return Err("--node-id must be a positive integer".into());
+    }
+    if admin_key.trim().is_empty() {
+        return Err("the admin key must not be empty".into());
+    }
+    let peers = cluster::parse_peers(peers)?;
+    if let Some(addr) = peers.get(&node_id)
+        && *addr != peer_listen
+    {
+        return Err(format!(
+            "--peers gives node {node_id} the address {addr}, but --peer-listen is {peer_listen}"
+        ));
+    }
+    cluster::start(cluster::NodeConfig {
+        node_id,
+        listen,
+        peer_listen,
+        peers,
+        data_dir,
+        admin_key: admin_key.trim().to_string(),
+    })
+    .await
 }
 
 async fn shutdown_signal() {

@@ -27,8 +27,14 @@ struct QueryReads {
     code_version: u64,
 }
 
+/// Confirms, before a query reads, that this node still leads the range (a lease check), so
+/// a deposed leader that has not heard of its successor cannot serve a stale read. `None` on
+/// a single node, which cannot be deposed.
+pub type ReadGuard = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// One node serving the client protocol.
 pub struct Server {
+    read_guard: Option<ReadGuard>,
     pub(crate) runner: FunctionRunner,
     admin_key: String,
     url: String,
@@ -45,12 +51,23 @@ impl Server {
         admin_key: String,
         url: String,
     ) -> Result<Arc<Self>, String> {
+        Self::start_guarded(runner, admin_key, url, None).await
+    }
+
+    /// Like [`Self::start`]; every query first passes `read_guard` (a cluster's lease check).
+    pub async fn start_guarded(
+        runner: FunctionRunner,
+        admin_key: String,
+        url: String,
+        read_guard: Option<ReadGuard>,
+    ) -> Result<Arc<Self>, String> {
         let db = runner.database().clone();
         let mut txn = db.begin().map_err(|e| e.to_string())?;
         let active = deployment::load(&mut txn)?.map(Arc::new);
         let applied = db.committer.watch_applied();
         let (changes, _) = watch::channel(applied.borrow().0);
         let server = Arc::new(Self {
+            read_guard,
             runner,
             admin_key,
             url,
@@ -163,6 +180,11 @@ fn outcome(error: FunctionError) -> Result<FunctionFailure, ApiError> {
 
 impl Server {
     async fn query(&self, call: CallRequest, ts: Option<Ts>) -> Result<QueryRun, ApiError> {
+        if let Some(guard) = &self.read_guard {
+            guard()
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?;
+        }
         let deployment = match self.code_for(&call) {
             Ok(d) => d,
             Err(f) => {

@@ -287,6 +287,8 @@ async fn analysis_finds_every_function_with_its_validators() {
         ("admin/stats.js:default", Query, Public),
         ("admin/stats.js:purgeChannel", Mutation, Internal),
         ("clients.js:registerAndFetch", Action, Public),
+        ("cluster.js:write", Mutation, Public),
+        ("cluster.js:writes", Query, Public),
         ("counters.js:get", Query, Internal),
         ("counters.js:increment", Mutation, Internal),
         ("counters.js:read", Query, Public),

@@ -11,9 +11,7 @@ use replication::raft::{Entry, LogId, LogStore, ReplicateRequest};
 fn entry(index: u64) -> Entry {
     Entry {
         log_id: LogId::new_term_index(1, index),
-        payload: EntryPayload::Normal(ReplicateRequest {
-            commits: Vec::new(),
-        }),
+        payload: EntryPayload::Normal(ReplicateRequest::default()),
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use crate::error::CommitError;
 use crate::readset::{ReadSet, WrittenKeys};
 use crate::transaction::{CreationClock, FinalTransaction};
-use crate::tso::{SystemClock, TimestampOracle};
+use crate::tso::{SystemClock, TimestampOracle, TimestampSource};
 use crate::writelog::WriteLog;
 
 struct CommitRequest {
@@ -42,6 +42,8 @@ struct State {
     in_flight: BTreeSet<Timestamp>,
     /// The largest commit timestamp ever assigned.
     max_assigned: Timestamp,
+    /// The largest timestamp a reader was promised no commit at or below ([`Committer::begin_at`]).
+    fenced: Timestamp,
     /// Set when the committer stopped; every later request fails with it.
     failed: Option<String>,
 }
@@ -64,7 +66,7 @@ struct Shared {
     applied: Notify,
     /// The newest timestamp at which every commit is applied, published after each group.
     safe: watch::Sender<Timestamp>,
-    tso: Arc<dyn TimestampOracle>,
+    tso: Arc<dyn TimestampSource>,
 }
 
 impl Shared {
@@ -105,6 +107,18 @@ impl Committer {
     ) -> Result<Self, CommitError> {
         // Every timestamp handed out from now on must be above what is already committed.
         tso.fence(applied_ts)?;
+        let source: Arc<dyn TimestampSource> = Arc::new(SyncOracle(tso));
+        Ok(Self::start_with_source(replicator, source, applied_ts))
+    }
+
+    /// Like [`Self::start`] with an oracle that may be remote (the meta range's, in a
+    /// cluster). The committer keeps its timestamps above `applied_ts` itself, so the oracle
+    /// need not be fenced first.
+    pub fn start_with_source(
+        replicator: Arc<dyn Replicator>,
+        tso: Arc<dyn TimestampSource>,
+        applied_ts: Timestamp,
+    ) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 max_assigned: applied_ts,
@@ -118,11 +132,29 @@ impl Committer {
         let (requests, rx) = mpsc::channel(knobs::COMMIT_QUEUE_MAX_REQUESTS);
         let stats = Arc::new(Mutex::new(CommitterStats::default()));
         tokio::spawn(run(rx, Arc::clone(&shared), replicator, Arc::clone(&stats)));
-        Ok(Self {
+        Self {
             requests,
             shared,
             stats,
-        })
+        }
+    }
+
+    /// Stops the committer: every later request fails with [`CommitError::NotLeader`]-like
+    /// unavailability, readers waiting in [`Self::begin_at`] are woken. A group already being
+    /// replicated still finishes (or fails) on its own. Called when this node loses the lead.
+    pub fn stop(&self, reason: &str) {
+        {
+            let mut state = self.shared.lock();
+            if state.failed.is_none() {
+                state.failed = Some(reason.to_string());
+            }
+        }
+        self.shared.applied.notify_waiters();
+    }
+
+    /// Whether the committer stopped (after a failure or [`Self::stop`]).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.lock().failed.is_some()
     }
 
     /// A read timestamp at which every commit is applied: the newest one, without waiting.
@@ -137,16 +169,18 @@ impl Committer {
     /// Waits until a read at `ts` is safe: no commit at or below `ts` is still in flight, and
     /// none will be assigned later.
     pub async fn begin_at(&self, ts: Timestamp) -> Result<Timestamp, CommitError> {
+        // The oracle first, so the committer does not have to skip batches below `ts`.
+        self.shared.tso.fence(ts).await?;
         loop {
             let notified = self.shared.applied.notified();
             {
-                let state = self.shared.lock();
+                let mut state = self.shared.lock();
                 if let Some(reason) = &state.failed {
                     return Err(CommitError::Unavailable(reason.clone()));
                 }
                 // Under the lock that also guards timestamp assignment: after this, every new
-                // commit timestamp is above `ts`.
-                self.shared.tso.fence(ts)?;
+                // commit timestamp is above `ts` (the committer skips stamps at or below it).
+                state.fenced = state.fenced.max(ts);
                 if state.in_flight.range(..=ts).next().is_none() {
                     return Ok(ts);
                 }
@@ -222,6 +256,21 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // One batch of timestamps per group: a remote oracle costs one round trip per group.
+        let stamps = match reserve_stamps(&shared, requests.len()).await {
+            Ok(stamps) => stamps,
+            Err(e) => {
+                let message = e.to_string();
+                for request in requests {
+                    let _ = request.respond.send(Err(CommitError::Tso(
+                        crate::tso::TsoError::Unavailable(message.clone()),
+                    )));
+                }
+                continue;
+            }
+        };
+        let last_stamp = stamps.last().copied().unwrap_or(Timestamp::MIN);
+        let mut stamps = stamps.into_iter();
         let mut accepted = Vec::with_capacity(requests.len());
         let mut commits = Vec::with_capacity(requests.len());
         let mut conflicts = 0u64;
@@ -245,12 +294,15 @@ async fn run(
                     let _ = request.respond.send(Err(e));
                     continue;
                 }
-                let ts = match shared.tso.next() {
-                    Ok(ts) => ts,
-                    Err(e) => {
-                        let _ = request.respond.send(Err(e.into()));
-                        continue;
-                    }
+                // A reader may have fenced past the batch while it was being reserved.
+                let floor = state.max_assigned.max(state.fenced);
+                let Some(ts) = stamps.by_ref().find(|ts| *ts > floor) else {
+                    let _ = request.respond.send(Err(CommitError::Tso(
+                        crate::tso::TsoError::Unavailable(
+                            "timestamps reserved for this group fell below a reader's fence".into(),
+                        ),
+                    )));
+                    continue;
                 };
                 assert!(ts > state.max_assigned, "commit timestamps must increase");
                 state.max_assigned = ts;
@@ -278,8 +330,7 @@ async fn run(
                 state.failed = Some(format!("replication failed: {e}"));
             }
             let safe = state.safe_ts();
-            let now = shared.tso.next().unwrap_or(safe);
-            state.write_log.trim(safe, now);
+            state.write_log.trim(safe, last_stamp.max(safe));
             shared.safe.send_if_modified(|published| {
                 let newer = safe > *published;
                 if newer {
@@ -320,6 +371,38 @@ async fn run(
         let _ = request
             .respond
             .send(Err(CommitError::Unavailable("committer stopped".into())));
+    }
+}
+
+/// `n` timestamps above everything this committer assigned or a reader fenced. The fence is
+/// re-read after the reservation: a stale batch is retried once above the fence, and any
+/// stamp still below it is skipped under the lock by the caller.
+async fn reserve_stamps(shared: &Shared, n: usize) -> Result<Vec<Timestamp>, crate::tso::TsoError> {
+    let stamps = shared.tso.reserve(n).await?;
+    let floor = {
+        let state = shared.lock();
+        state.max_assigned.max(state.fenced)
+    };
+    if stamps.first().is_some_and(|first| *first > floor) {
+        return Ok(stamps);
+    }
+    shared.tso.fence(floor).await?;
+    shared.tso.reserve(n).await
+}
+
+/// A synchronous oracle as a [`TimestampSource`] (object-safe wrapper for `Arc<dyn ...>`).
+struct SyncOracle(Arc<dyn TimestampOracle>);
+
+impl TimestampSource for SyncOracle {
+    fn reserve(
+        &self,
+        n: usize,
+    ) -> replication::BoxFuture<'_, Result<Vec<Timestamp>, crate::tso::TsoError>> {
+        TimestampSource::reserve(self.0.as_ref(), n)
+    }
+
+    fn fence(&self, ts: Timestamp) -> replication::BoxFuture<'_, Result<(), crate::tso::TsoError>> {
+        TimestampSource::fence(self.0.as_ref(), ts)
     }
 }
 

@@ -83,6 +83,7 @@ impl CommitError {
             CommitError::Conflict { .. }
                 | CommitError::ReadTsTooOld { .. }
                 | CommitError::NotLeader { .. }
+                | CommitError::Tso(TsoError::Unavailable(_))
         )
     }
 }

@@ -35,7 +35,9 @@ pub use transaction::{
     CreationClock, FinalTransaction, IdGenerator, IndexScan, Object, Patch, Savepoint, ScanResult,
     Transaction,
 };
-pub use tso::{Clock, LOGICAL_PER_MS, LocalTso, SystemClock, TimestampOracle, TsoError};
+pub use tso::{
+    Clock, LOGICAL_PER_MS, LocalTso, SystemClock, TimestampOracle, TimestampSource, TsoError,
+};
 pub use writelog::{WriteLog, WriteLogEntry};
 
 use store::{MvccStore, Timestamp};

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use replication::BoxFuture;
 use store::Timestamp;
 
 /// Logical timestamps per physical millisecond.
@@ -47,6 +48,9 @@ pub enum TsoError {
     Corrupt(String),
     #[error("timestamp space exhausted")]
     Exhausted,
+    /// A remote oracle could not be reached or is not led right now; nothing was handed out.
+    #[error("timestamp oracle unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Hands out strictly increasing timestamps.
@@ -59,6 +63,33 @@ pub trait TimestampOracle: Send + Sync + 'static {
 
     /// Ensures every later `next` returns a timestamp above `ts`.
     fn fence(&self, ts: Timestamp) -> Result<(), TsoError>;
+}
+
+/// An oracle a committer can wait on: a local one, or the meta range's, reached over the
+/// network. The committer reserves one batch per commit group, so a remote oracle costs one
+/// round trip per group, never one per transaction.
+///
+/// Contract: every timestamp returned by `reserve` is greater than every timestamp handed out
+/// (by any caller) and every timestamp passed to `fence` before the call began, and the
+/// returned timestamps increase.
+pub trait TimestampSource: Send + Sync + 'static {
+    /// `n` (at least one) fresh timestamps, increasing.
+    fn reserve(&self, n: usize) -> BoxFuture<'_, Result<Vec<Timestamp>, TsoError>>;
+
+    /// Ensures every later `reserve` returns timestamps above `ts`.
+    fn fence(&self, ts: Timestamp) -> BoxFuture<'_, Result<(), TsoError>>;
+}
+
+/// Every synchronous oracle is a source.
+impl<T: TimestampOracle + ?Sized> TimestampSource for T {
+    fn reserve(&self, n: usize) -> BoxFuture<'_, Result<Vec<Timestamp>, TsoError>> {
+        let stamps = (0..n.max(1)).map(|_| self.next()).collect();
+        Box::pin(std::future::ready(stamps))
+    }
+
+    fn fence(&self, ts: Timestamp) -> BoxFuture<'_, Result<(), TsoError>> {
+        Box::pin(std::future::ready(TimestampOracle::fence(self, ts)))
+    }
 }
 
 struct TsoState {
@@ -195,7 +226,7 @@ mod tests {
         clock.0.store(2_000, Ordering::SeqCst);
         let d = tso.next().expect("ts");
         assert_eq!(d.0, 2_000 * LOGICAL_PER_MS);
-        tso.fence(Timestamp(d.0 + 50)).expect("fence");
+        TimestampOracle::fence(&tso, Timestamp(d.0 + 50)).expect("fence");
         assert!(tso.next().expect("ts").0 > d.0 + 50);
     }
 

@@ -23,4 +23,10 @@ export default defineSchema({
     name: v.string(),
     value: v.int64(),
   }).index("by_name", ["name"]),
+
+  // cluster.ts: one document per acknowledged write of the cluster tests.
+  writes: defineTable({
+    client: v.number(),
+    seq: v.number(),
+  }),
 });

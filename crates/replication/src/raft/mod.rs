@@ -21,6 +21,7 @@
 //! The MVCC store itself lives wherever its owner opened it; the replica only holds an
 //! `Arc<MvccStore>`.
 
+pub mod http;
 mod log_store;
 mod network;
 mod replica;
@@ -89,23 +90,38 @@ openraft::declare_raft_types!(
 );
 
 /// The payload of a normal log entry: the commits of one group-commit batch, applied to the
-/// store atomically as one [`store::ApplyBatch`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// store atomically as one [`store::ApplyBatch`], and changes to the group's replicated
+/// metadata map (the meta range keeps the timestamp oracle's window, the node registry and
+/// the range catalog there; data ranges leave it empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicateRequest {
     pub commits: Vec<Commit>,
+    pub meta: Vec<MetaOp>,
 }
+
+/// A change to a group's replicated metadata map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaOp {
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+}
+
+/// A group's replicated metadata: small, rewritten with every applied entry's state record
+/// (so it is exactly as durable and as snapshotted as the applied position).
+pub type MetaMap = std::collections::BTreeMap<String, Vec<u8>>;
 
 impl fmt::Display for ReplicateRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.commits.first(), self.commits.last()) {
             (Some(first), Some(last)) => write!(
                 f,
-                "ReplicateRequest({} commits, ts {}..={})",
+                "ReplicateRequest({} commits, ts {}..={}, {} meta ops)",
                 self.commits.len(),
                 first.ts,
-                last.ts
+                last.ts,
+                self.meta.len()
             ),
-            _ => write!(f, "ReplicateRequest(empty)"),
+            _ => write!(f, "ReplicateRequest({} meta ops)", self.meta.len()),
         }
     }
 }

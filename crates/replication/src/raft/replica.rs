@@ -122,6 +122,7 @@ impl ReplicaOptions {
 /// `shutdown` leaves openraft's tasks running until the runtime stops.
 pub struct RangeReplica {
     node_id: u64,
+    dir: std::path::PathBuf,
     raft: Raft,
     store: Arc<MvccStore>,
     log: LogStore,
@@ -159,6 +160,7 @@ impl RangeReplica {
     {
         let config = Arc::new(options.raft_config()?);
         let dir = dir.as_ref().to_path_buf();
+        let replica_dir = dir.clone();
         let sm_store = Arc::clone(&store);
         let (log, state_machine) = run_blocking(move || {
             fs::create_dir_all(&dir)?;
@@ -171,6 +173,7 @@ impl RangeReplica {
         let raft = Raft::new(node_id, config, network, log.clone(), state_machine.clone()).await?;
         Ok(Self {
             node_id,
+            dir: replica_dir,
             raft,
             store,
             log,
@@ -284,9 +287,36 @@ impl RangeReplica {
         self.node_id
     }
 
+    /// The replica's directory (its log and snapshots; incoming snapshots land here first).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The store this replica applies to.
     pub fn store(&self) -> &Arc<MvccStore> {
         &self.store
+    }
+
+    /// The group's replicated metadata map as applied on this replica (a follower's may lag;
+    /// read it on a leader after [`Self::catch_up`] for the committed state).
+    pub fn meta(&self) -> io::Result<super::MetaMap> {
+        super::state_machine::decode_meta(self.store.applied().as_ref())
+    }
+
+    /// Replicates changes to the metadata map as one log entry; resolves once it is committed
+    /// and applied here. Errors as [`Replicator::replicate`].
+    pub async fn write_meta(&self, ops: Vec<super::MetaOp>) -> Result<LogPosition, ReplicateError> {
+        match self
+            .raft
+            .client_write(ReplicateRequest {
+                commits: Vec::new(),
+                meta: ops,
+            })
+            .await
+        {
+            Ok(response) => Ok(response.data),
+            Err(e) => Err(map_write_error(e)),
+        }
     }
 
     /// A [`Replicator`] that proposes through this replica.
@@ -354,7 +384,14 @@ impl Replicator for RaftReplicator {
             // A batch the store would refuse must never enter the log: every replica would
             // fail to apply it and the whole range would stop.
             store::validate_commits(&commits)?;
-            match self.raft.client_write(ReplicateRequest { commits }).await {
+            match self
+                .raft
+                .client_write(ReplicateRequest {
+                    commits,
+                    meta: Vec::new(),
+                })
+                .await
+            {
                 Ok(response) => {
                     let position = response.data;
                     if position != position_of(&response.log_id) {

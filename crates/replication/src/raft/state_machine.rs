@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use store::{AppliedState, ApplyBatch, Durability, KeySpan, LogPosition, MvccStore, StoreError};
 
 use super::{
-    APPLY_CHUNK_MAX_ENTRIES, Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
-    position_of, run_blocking,
+    APPLY_CHUNK_MAX_ENTRIES, Entry, LogId, MetaMap, MetaOp, Snapshot, SnapshotMeta,
+    StoredMembership, TypeConfig, position_of, run_blocking,
 };
 
 const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -53,7 +53,9 @@ const TRAILER_LEN: u64 = 8 + 4 + 4 + 8;
 /// Largest snapshot meta accepted when reading a trailer; a bigger announced length is
 /// corruption and is refused before allocating.
 const SNAPSHOT_META_MAX_BYTES: u32 = 16 << 20;
-const STATE_VERSION: u8 = 1;
+/// Version 2 added the replicated metadata map; version 1 records (no map) still decode.
+const STATE_VERSION: u8 = 2;
+const STATE_VERSION_WITHOUT_META: u8 = 1;
 
 /// The checkpoint stream of a snapshot, being sent or received: a file positioned at the first
 /// byte of a store checkpoint, limited to the stream's length. A network implementation
@@ -100,11 +102,20 @@ impl std::fmt::Debug for SnapshotData {
 struct ReplicaState {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
+    meta: MetaMap,
+}
+
+/// The state before the metadata map existed.
+#[derive(Deserialize)]
+struct ReplicaStateV1 {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
 }
 
 fn encode_state(
     last_applied: Option<LogId>,
     last_membership: &StoredMembership,
+    meta: &MetaMap,
 ) -> io::Result<Vec<u8>> {
     // Borrowing twin of `ReplicaState`: same fields in the same order, so postcard encodes
     // both identically, without cloning the membership for every applied entry.
@@ -112,10 +123,12 @@ fn encode_state(
     struct ReplicaStateRef<'a> {
         last_applied: Option<LogId>,
         last_membership: &'a StoredMembership,
+        meta: &'a MetaMap,
     }
     let body = postcard::to_stdvec(&ReplicaStateRef {
         last_applied,
         last_membership,
+        meta,
     })
     .map_err(|e| io::Error::other(format!("encoding replica state: {e}")))?;
     let mut out = Vec::with_capacity(1 + body.len());
@@ -126,8 +139,19 @@ fn encode_state(
 
 /// The Raft state recorded with `applied`, checked against the position it was applied at.
 fn decode_state(applied: Option<&AppliedState>) -> io::Result<(Option<LogId>, StoredMembership)> {
+    decode_full_state(applied).map(|(log_id, membership, _)| (log_id, membership))
+}
+
+/// The replicated metadata map recorded in `applied` (empty for a new store).
+pub(crate) fn decode_meta(applied: Option<&AppliedState>) -> io::Result<MetaMap> {
+    decode_full_state(applied).map(|(_, _, meta)| meta)
+}
+
+fn decode_full_state(
+    applied: Option<&AppliedState>,
+) -> io::Result<(Option<LogId>, StoredMembership, MetaMap)> {
     let Some(applied) = applied else {
-        return Ok((None, StoredMembership::default()));
+        return Ok((None, StoredMembership::default(), MetaMap::new()));
     };
     let bad = |msg: String| {
         io::Error::new(
@@ -142,15 +166,23 @@ fn decode_state(applied: Option<&AppliedState>) -> io::Result<(Option<LogId>, St
         .state
         .split_first()
         .ok_or_else(|| bad("empty (was the store written without Raft?)".into()))?;
-    if *version != STATE_VERSION {
-        return Err(bad(format!("unknown version {version}")));
-    }
-    let state: ReplicaState = postcard::from_bytes(body).map_err(|e| bad(e.to_string()))?;
+    let state: ReplicaState = match *version {
+        STATE_VERSION => postcard::from_bytes(body).map_err(|e| bad(e.to_string()))?,
+        STATE_VERSION_WITHOUT_META => {
+            let old: ReplicaStateV1 = postcard::from_bytes(body).map_err(|e| bad(e.to_string()))?;
+            ReplicaState {
+                last_applied: old.last_applied,
+                last_membership: old.last_membership,
+                meta: MetaMap::new(),
+            }
+        }
+        other => return Err(bad(format!("unknown version {other}"))),
+    };
     let recorded = state.last_applied.as_ref().map(position_of);
     if recorded != Some(applied.position) {
         return Err(bad(format!("it names log id {:?}", state.last_applied)));
     }
-    Ok((state.last_applied, state.last_membership))
+    Ok((state.last_applied, state.last_membership, state.meta))
 }
 
 fn store_err(e: StoreError) -> io::Error {
@@ -280,7 +312,8 @@ impl SmShared {
 
     /// Applies `entries` in order, each as one atomic store batch.
     fn apply_entries(&self, entries: Vec<Entry>) -> io::Result<Vec<LogPosition>> {
-        let (mut last_applied, mut membership) = decode_state(self.store.applied().as_ref())?;
+        let (mut last_applied, mut membership, mut meta) =
+            decode_full_state(self.store.applied().as_ref())?;
         let mut positions = Vec::with_capacity(entries.len());
         for entry in entries {
             let log_id = entry.log_id;
@@ -292,7 +325,21 @@ impl SmShared {
                 .is_none_or(|applied| log_id.index() > applied.index());
             let commits = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(request) => request.commits,
+                EntryPayload::Normal(request) => {
+                    if fresh {
+                        for op in request.meta {
+                            match op {
+                                MetaOp::Put { key, value } => {
+                                    meta.insert(key, value);
+                                }
+                                MetaOp::Delete { key } => {
+                                    meta.remove(&key);
+                                }
+                            }
+                        }
+                    }
+                    request.commits
+                }
                 EntryPayload::Membership(m) => {
                     if fresh {
                         membership = StoredMembership::new(Some(log_id), m);
@@ -303,7 +350,7 @@ impl SmShared {
             if fresh {
                 last_applied = Some(log_id);
             }
-            let state = encode_state(last_applied, &membership)?;
+            let state = encode_state(last_applied, &membership, &meta)?;
             self.store
                 .apply(&ApplyBatch {
                     position,
