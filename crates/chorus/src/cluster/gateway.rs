@@ -35,6 +35,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/api/cluster/status", get(cluster_status))
         .route("/api/cluster/membership", post(admin::http_membership))
         .route("/api/cluster/checksums", get(checksums))
+        .route("/api/cluster/faults", post(faults))
         .route("/metrics", get(metrics))
         .fallback(forward)
         .with_state(node)
@@ -70,6 +71,59 @@ async fn cluster_status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Re
         );
     }
     axum::Json(status::cluster(&node).await).into_response()
+}
+
+/// `POST /api/cluster/faults` (admin; only when the node runs with `CHORUS_FAULT_INJECTION=1`):
+/// `{"blockNodes": [ids]}` makes this node drop every call to those nodes (their peer and
+/// client addresses), replacing the previous set; `[]` heals. A partition is both sides
+/// blocking each other. For the correctness harness only.
+async fn faults(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !is_admin(&node, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            "faults need the admin key",
+        );
+    }
+    if std::env::var("CHORUS_FAULT_INJECTION").as_deref() != Ok("1") {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "fault injection is off (start the node with CHORUS_FAULT_INJECTION=1)",
+        );
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Faults {
+        block_nodes: Vec<u64>,
+    }
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("malformed faults: {e}"),
+            );
+        }
+    };
+    let mut addrs = std::collections::BTreeSet::new();
+    for id in &faults.block_nodes {
+        if let Some(peer) = node.peer_addr(*id) {
+            addrs.insert(peer);
+        }
+        if let Some(api) = node.api_addr_of(*id).await {
+            addrs.insert(api);
+        }
+    }
+    node.client.set_blocked(addrs.clone());
+    tracing::warn!(blocked = ?faults.block_nodes, "fault injection: dropping calls to these nodes");
+    axum::Json(serde_json::json!({ "blockedNodes": faults.block_nodes, "blockedAddrs": addrs }))
+        .into_response()
 }
 
 /// `GET /api/cluster/checksums` (admin): every known node's checksum of every range.

@@ -60,6 +60,9 @@ pub type RequestBody = UnsyncBoxBody<Bytes, io::Error>;
 #[derive(Clone)]
 pub struct PeerClient {
     client: Client<HttpConnector, RequestBody>,
+    /// Addresses this client refuses to reach: fault injection (a network partition is the
+    /// nodes on each side blocking the other side's addresses).
+    blocked: std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
 }
 
 impl Default for PeerClient {
@@ -76,7 +79,26 @@ impl PeerClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .build(connector);
-        Self { client }
+        Self {
+            client,
+            blocked: Default::default(),
+        }
+    }
+
+    /// Makes every later call to one of `addrs` fail as if the network dropped it (and lifts
+    /// any earlier block not in `addrs`).
+    pub fn set_blocked(&self, addrs: std::collections::BTreeSet<String>) {
+        match self.blocked.write() {
+            Ok(mut guard) => *guard = addrs,
+            Err(poisoned) => *poisoned.into_inner() = addrs,
+        }
+    }
+
+    fn is_blocked(&self, addr: &str) -> bool {
+        match self.blocked.read() {
+            Ok(guard) => guard.contains(addr),
+            Err(poisoned) => poisoned.into_inner().contains(addr),
+        }
     }
 
     /// Sends `request` as is and returns the answer with its body unread (forwarding, upgrades).
@@ -84,6 +106,14 @@ impl PeerClient {
         &self,
         request: http::Request<RequestBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        if let Some(authority) = request.uri().authority()
+            && self.is_blocked(authority.as_str())
+        {
+            return Err(SendError {
+                not_sent: true,
+                message: format!("{authority}: blocked (injected partition)"),
+            });
+        }
         self.client.request(request).await.map_err(|e| SendError {
             not_sent: e.is_connect(),
             message: e.to_string(),
@@ -98,6 +128,11 @@ impl PeerClient {
         body: RequestBody,
         ttl: Duration,
     ) -> Result<(http::StatusCode, Bytes), String> {
+        if self.is_blocked(addr) {
+            // Like a dropped packet: the caller times out rather than hearing a refusal.
+            tokio::time::sleep(ttl).await;
+            return Err(format!("{addr}{path}: blocked (injected partition)"));
+        }
         let request = http::Request::post(format!("http://{addr}{path}"))
             .header(http::header::CONTENT_TYPE, "application/octet-stream")
             .body(body)
