@@ -46,6 +46,20 @@ struct State {
     fenced: Timestamp,
     /// Set when the committer stopped; every later request fails with it.
     failed: Option<String>,
+    /// Set by [`Committer::stop`]: this node lost the lead, so requests never proposed are
+    /// refused with the retryable [`CommitError::NotLeader`].
+    demoted: bool,
+}
+
+impl State {
+    /// The error for a request this committer will never propose.
+    fn refusal(&self, reason: &str) -> CommitError {
+        if self.demoted {
+            CommitError::NotLeader { hint: None }
+        } else {
+            CommitError::Unavailable(reason.to_string())
+        }
+    }
 }
 
 impl State {
@@ -139,12 +153,13 @@ impl Committer {
         }
     }
 
-    /// Stops the committer: every later request fails with [`CommitError::NotLeader`]-like
-    /// unavailability, readers waiting in [`Self::begin_at`] are woken. A group already being
+    /// Stops the committer: every later request fails with the retryable
+    /// [`CommitError::NotLeader`] (it was never proposed), readers waiting in [`Self::begin_at`] are woken. A group already being
     /// replicated still finishes (or fails) on its own. Called when this node loses the lead.
     pub fn stop(&self, reason: &str) {
         {
             let mut state = self.shared.lock();
+            state.demoted = true;
             if state.failed.is_none() {
                 state.failed = Some(reason.to_string());
             }
@@ -279,9 +294,7 @@ async fn run(
             if let Some(reason) = &state.failed {
                 let reason = reason.clone();
                 for request in requests {
-                    let _ = request
-                        .respond
-                        .send(Err(CommitError::Unavailable(reason.clone())));
+                    let _ = request.respond.send(Err(state.refusal(&reason)));
                 }
                 continue;
             }
@@ -365,12 +378,11 @@ async fn run(
             }
         }
     }
-    // Fail whatever is still queued.
+    // Fail whatever is still queued (never proposed).
     rx.close();
     while let Some(request) = rx.recv().await {
-        let _ = request
-            .respond
-            .send(Err(CommitError::Unavailable("committer stopped".into())));
+        let refusal = shared.lock().refusal("committer stopped");
+        let _ = request.respond.send(Err(refusal));
     }
 }
 

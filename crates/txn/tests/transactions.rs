@@ -394,3 +394,28 @@ async fn rollback_to_a_savepoint_undoes_later_writes_and_keeps_reads() {
         vec!["a"]
     );
 }
+
+#[tokio::test]
+async fn a_stopped_committer_refuses_with_a_retryable_not_leader_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = new_db(dir.path());
+    let mut first = db.begin().expect("begin");
+    first.insert(table(), doc(1, "kept")).expect("insert");
+    db.committer
+        .commit(first.finish().expect("finish"))
+        .await
+        .expect("commit");
+    let applied = *db.committer.watch_applied().borrow();
+
+    // A transaction runs; meanwhile the node loses the lead.
+    let mut late = db.begin().expect("begin");
+    late.insert(table(), doc(1, "refused")).expect("insert");
+    db.committer.stop("lost the lead");
+    assert!(db.committer.is_stopped());
+    match db.committer.commit(late.finish().expect("finish")).await {
+        Err(e @ CommitError::NotLeader { hint: None }) => assert!(e.is_retryable()),
+        other => panic!("expected a retryable NotLeader, got {other:?}"),
+    }
+    assert!(db.begin().is_err(), "a stopped committer serves no reads");
+    assert_eq!(*db.committer.watch_applied().borrow(), applied);
+}

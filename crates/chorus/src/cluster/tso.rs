@@ -176,3 +176,99 @@ impl TimestampSource for RemoteTso {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use openraft::impls::BasicNode;
+    use replication::raft::{InProcessRouter, ReplicaOptions};
+    use store::MvccStore;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn open(id: u64, root: &std::path::Path, router: &InProcessRouter) -> Arc<RangeReplica> {
+        let store =
+            Arc::new(MvccStore::open_fjall(root.join(format!("n{id}/store"))).expect("open store"));
+        let replica = RangeReplica::open_with(
+            id,
+            root.join(format!("n{id}/raft")),
+            store,
+            router.network(id),
+            &ReplicaOptions::default(),
+        )
+        .await
+        .expect("open replica");
+        router.register(id, replica.raft().clone());
+        Arc::new(replica)
+    }
+
+    async fn leader_of(replicas: &BTreeMap<u64, Arc<RangeReplica>>, not: Option<u64>) -> u64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            for (id, r) in replicas {
+                if Some(*id) != not && r.is_leader() && r.wait_until_writable(WAIT).await.is_ok() {
+                    return *id;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The oracle of a new meta leader starts above every timestamp its deposed predecessor
+    /// handed out, and the deposed one refuses to hand out more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_meta_leader_never_hands_out_a_smaller_timestamp() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let router = InProcessRouter::new();
+        let mut replicas = BTreeMap::new();
+        for id in 1..=3 {
+            replicas.insert(id, open(id, root.path(), &router).await);
+        }
+        let members: BTreeMap<u64, BasicNode> = (1..=3)
+            .map(|id| (id, BasicNode::new(format!("in-process-{id}"))))
+            .collect();
+        replicas[&1].initialize(members).await.expect("initialize");
+
+        let first = leader_of(&replicas, None).await;
+        let term = replicas[&first].metrics().current_term;
+        let old = TsoServer::open(Arc::clone(&replicas[&first]), term)
+            .await
+            .expect("oracle");
+        let mut handed_out = 0u64;
+        for n in [1u64, 10, 1_000] {
+            let (start, count) = old.reserve(n).await.expect("reserve");
+            assert!(start > handed_out, "{start} after {handed_out}");
+            handed_out = start + count - 1;
+        }
+
+        // Cut the old leader off; the others elect a new one.
+        router.isolate(first);
+        let second = leader_of(&replicas, Some(first)).await;
+        assert_ne!(first, second);
+        let new_term = replicas[&second].metrics().current_term;
+        let new = TsoServer::open(Arc::clone(&replicas[&second]), new_term)
+            .await
+            .expect("new oracle");
+        let (start, _) = new.reserve(1).await.expect("reserve");
+        assert!(
+            start > handed_out,
+            "new leader gave {start} after {handed_out}"
+        );
+
+        // The deposed leader's lease runs out: it hands out nothing more.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(
+            old.reserve(1).await.is_err(),
+            "a deposed oracle must refuse"
+        );
+        router.heal(first);
+        for replica in replicas.values() {
+            replica.shutdown().await.expect("shutdown");
+        }
+    }
+}
