@@ -51,7 +51,8 @@ struct Data {
 
 struct Fake {
     data: Mutex<Data>,
-    commits: watch::Sender<Ts>,
+    /// `None` once the fake "stopped serving": sessions see their commit feed close.
+    commits: Mutex<Option<watch::Sender<Ts>>>,
     /// Mutations that ran `kv:set` (a replayed answer does not count).
     executions: AtomicUsize,
     running_mutations: AtomicUsize,
@@ -67,7 +68,7 @@ impl Fake {
                 ts: START_TS,
                 ..Data::default()
             }),
-            commits: watch::channel(START_TS).0,
+            commits: Mutex::new(Some(watch::channel(START_TS).0)),
             executions: AtomicUsize::new(0),
             running_mutations: AtomicUsize::new(0),
             max_concurrent_mutations: AtomicUsize::new(0),
@@ -88,7 +89,9 @@ impl Fake {
             data.writes.push((ts, key.to_string()));
             ts
         };
-        self.commits.send_replace(ts);
+        if let Some(commits) = self.commits.lock().expect("commits").as_ref() {
+            commits.send_replace(ts);
+        }
         ts
     }
 
@@ -267,7 +270,10 @@ impl Backend for Fake {
     }
 
     fn commits(&self) -> watch::Receiver<Ts> {
-        self.commits.subscribe()
+        match self.commits.lock().expect("commits").as_ref() {
+            Some(commits) => commits.subscribe(),
+            None => watch::channel(0).1,
+        }
     }
 
     fn invalidated(&self, reads: &ReadToken, from: Ts, to: Ts) -> bool {
@@ -1004,6 +1010,18 @@ async fn an_unavailable_backend_closes_with_try_again() {
         frame.reason.starts_with("TemporarilyUnavailable"),
         "{frame:?}"
     );
+}
+
+#[tokio::test]
+async fn a_backend_that_stops_serving_closes_sessions_with_service_restart() {
+    let server = Server::start().await;
+    let mut client = server.client("s1").await;
+    client.add(&[(0, "kv:get", get_args("a"))]).await;
+    // A cluster node that loses the lead drops its commit feed.
+    server.fake.commits.lock().expect("commits").take();
+    let (frame, _) = client.until_closed().await;
+    let frame = frame.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
 }
 
 #[tokio::test]

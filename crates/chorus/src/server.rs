@@ -40,7 +40,8 @@ pub struct Server {
     url: String,
     deployment: RwLock<Option<Arc<Deployment>>>,
     /// Changes after every applied commit and after every deploy.
-    changes: watch::Sender<Ts>,
+    /// `None` once retired ([`Server::retire`]): subscribers see the channel close.
+    changes: Mutex<Option<watch::Sender<Ts>>>,
     pub(crate) pushes: Mutex<HashMap<u64, Arc<Push>>>,
 }
 
@@ -72,7 +73,7 @@ impl Server {
             admin_key,
             url,
             deployment: RwLock::new(active),
-            changes,
+            changes: Mutex::new(Some(changes)),
             pushes: Mutex::new(HashMap::new()),
         });
         // Forward the committer's progress to subscribers.
@@ -82,7 +83,11 @@ impl Server {
             while applied.changed().await.is_ok() {
                 let ts = applied.borrow_and_update().0;
                 let Some(server) = weak.upgrade() else { break };
-                server.changes.send_if_modified(|current| {
+                let changes = server.changes_lock();
+                let Some(changes) = changes.as_ref() else {
+                    break;
+                };
+                changes.send_if_modified(|current| {
                     let newer = ts > *current;
                     if newer {
                         *current = ts;
@@ -92,6 +97,20 @@ impl Server {
             }
         });
         Ok(server)
+    }
+
+    fn changes_lock(&self) -> MutexGuard<'_, Option<watch::Sender<Ts>>> {
+        match self.changes.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Stops feeding subscriptions: every WebSocket session on this server sees its commit
+    /// feed close and ends, so its client reconnects (through the gateway, to whoever serves
+    /// now). Called when a cluster node stops leading the range.
+    pub fn retire(&self) {
+        self.changes_lock().take();
     }
 
     pub fn db(&self) -> &Database {
@@ -111,7 +130,9 @@ impl Server {
             Ok(mut guard) => *guard = Some(next),
             Err(poisoned) => *poisoned.into_inner() = Some(next),
         }
-        self.changes.send_modify(|_| {});
+        if let Some(changes) = self.changes_lock().as_ref() {
+            changes.send_modify(|_| {});
+        }
     }
 
     pub(crate) fn pushes(&self) -> MutexGuard<'_, HashMap<u64, Arc<Push>>> {
@@ -367,7 +388,11 @@ impl Backend for Server {
     }
 
     fn commits(&self) -> watch::Receiver<Ts> {
-        self.changes.subscribe()
+        match self.changes_lock().as_ref() {
+            Some(changes) => changes.subscribe(),
+            // Retired: a channel that is already closed, so a new session ends at once.
+            None => watch::channel(0).1,
+        }
     }
 
     fn invalidated(&self, reads: &ReadToken, from: Ts, to: Ts) -> bool {

@@ -406,9 +406,18 @@ impl Session {
     fn handle(&mut self, event: Event) -> Result<(), Stop> {
         match event {
             Event::Frame(frame) => self.on_frame(frame),
-            Event::Commit { open } => {
-                self.commits_open = open;
-                self.commit_seen |= open;
+            Event::Commit { open: false } => {
+                // The backend stopped serving (a cluster node lost the lead, or shutdown):
+                // close with "service restart" so the client reconnects and resubscribes.
+                self.commits_open = false;
+                Err(Stop::Close {
+                    code: close_code::RESTART,
+                    reason: "this node stopped serving; reconnect".into(),
+                })
+            }
+            Event::Commit { open: true } => {
+                self.commits_open = true;
+                self.commit_seen = true;
                 Ok(())
             }
             Event::Mutation((request_id, outcome)) => {

@@ -138,6 +138,7 @@ async fn data_loop(node: Arc<Node>) {
 fn stop_serving(node: &Node, reason: &str) {
     if let Some(serving) = lock(&node.serving).take() {
         serving.committer.stop(reason);
+        serving.server.retire();
     }
 }
 
@@ -170,9 +171,10 @@ async fn start_serving(node: &Arc<Node>, term: u64) -> Result<Serving, String> {
     let server = Server::start_guarded(runner, node.config.admin_key.clone(), url, Some(guard))
         .await
         .inspect_err(|_| committer.stop("starting the server failed"))?;
-    let router = api::http::router(server);
+    let router = api::http::router(server.clone());
     Ok(Serving {
         term,
+        server,
         router,
         committer,
     })

@@ -114,6 +114,7 @@ pub struct RangeDescriptor {
 /// What the data leader runs while it leads (one term).
 pub(crate) struct Serving {
     pub term: u64,
+    pub server: Arc<crate::server::Server>,
     pub router: axum::Router,
     pub committer: Committer,
 }
@@ -284,6 +285,7 @@ pub async fn start(config: NodeConfig) -> Result<(), String> {
     }
     if let Some(serving) = lock(&node.serving).take() {
         serving.committer.stop("node shutting down");
+        serving.server.retire();
     }
     lock(&node.tso).take();
     peer_server.abort();
