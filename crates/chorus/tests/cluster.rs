@@ -54,6 +54,25 @@ fn deploy(api: &str) {
     );
 }
 
+/// A test directory, kept (not deleted) when `CHORUS_KEEP_TEST_DIR` is set, for its node logs.
+struct KeepDir(Option<tempfile::TempDir>);
+
+impl KeepDir {
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("dir").path()
+    }
+}
+
+impl Drop for KeepDir {
+    fn drop(&mut self) {
+        if std::env::var("CHORUS_KEEP_TEST_DIR").is_ok()
+            && let Some(dir) = self.0.take()
+        {
+            let _ = dir.keep();
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -87,6 +106,10 @@ fn check_nothing_lost(cluster: &Cluster, record: &load::LoadRecord, via: &str) {
 #[test]
 fn failover_kills_leaders_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var("CHORUS_KEEP_TEST_DIR").is_ok() {
+        println!("node logs kept in {}", dir.path().display());
+    }
+    let dir = KeepDir(Some(dir));
     let mut cluster = Cluster::start(&bin(), dir.path(), 3, ADMIN_KEY, &[]);
     let follower = (1..=3)
         .find(|id| Some(*id) != cluster.leader(DATA_RANGE))
@@ -121,6 +144,10 @@ fn failover_kills_leaders_and_loses_no_acknowledged_write() {
             "writes did not resume before round {round}"
         );
         let at = load.now();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        println!("round {round}: SIGKILL node {victim} at unix {wall:.3}");
         cluster.kill(victim);
         let resumed = load.wait_for_ack_after(at, Duration::from_secs(30));
         assert!(

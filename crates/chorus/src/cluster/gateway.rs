@@ -26,8 +26,11 @@ const LEADER_WAIT: Duration = Duration::from_millis(3_000);
 /// Largest request body the gateway buffers to forward (the client protocol's own limit is
 /// enforced by the leader; this only bounds the gateway's memory per request).
 const FORWARD_BUFFER_MAX_BYTES: usize = 64 << 20;
-/// Marks a forwarded request, so a node that cannot serve it does not forward it again.
-const FORWARDED: &str = "x-chorus-forwarded-by";
+/// Counts the hops of a forwarded request: a node whose view of the leader is stale forwards to
+/// a node that knows better, which may forward once more; past [`FORWARD_MAX_HOPS`] a node only
+/// serves or waits, so requests never loop.
+const FORWARDED: &str = "x-chorus-forward-hops";
+const FORWARD_MAX_HOPS: u64 = 2;
 
 pub(crate) fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -176,7 +179,7 @@ enum Route {
     Leader(String),
 }
 
-async fn route(node: &Node, forwarded: bool) -> Result<Route, String> {
+async fn route(node: &Node, may_forward: bool) -> Result<Route, String> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     loop {
         if let Some(serving) = node.serving() {
@@ -185,12 +188,17 @@ async fn route(node: &Node, forwarded: bool) -> Result<Route, String> {
         let leader = node.data.metrics().current_leader;
         if let Some(id) = leader
             && id != node.config.node_id
-            && !forwarded
+            && may_forward
             && let Some(addr) = node.api_addr_of(id).await
         {
             return Ok(Route::Leader(addr));
         }
         if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?leader,
+                may_forward,
+                "no serving leader to route a request to"
+            );
             return Err(format!(
                 "the data range has no serving leader reachable from node {} (leader: {leader:?})",
                 node.config.node_id
@@ -201,13 +209,18 @@ async fn route(node: &Node, forwarded: bool) -> Result<Route, String> {
 }
 
 async fn forward(State(node): State<Arc<Node>>, request: Request) -> Response {
-    let forwarded = request.headers().contains_key(FORWARDED);
+    let hops: u64 = request
+        .headers()
+        .get(FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     // A request whose forward could not even connect (the leader just died, its successor is
     // not known yet) never reached anyone: keep it and route again, within the wait.
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     let mut request = request;
     loop {
-        match route(&node, forwarded).await {
+        match route(&node, hops < FORWARD_MAX_HOPS).await {
             Ok(Route::Here(serving)) => {
                 let mut router = serving.router.clone();
                 return match router.call(request).await {
@@ -215,7 +228,7 @@ async fn forward(State(node): State<Arc<Node>>, request: Request) -> Response {
                     Err(never) => match never {},
                 };
             }
-            Ok(Route::Leader(addr)) => match proxy(&node, &addr, request).await {
+            Ok(Route::Leader(addr)) => match proxy(&node, &addr, request, hops + 1).await {
                 Ok(response) => return response,
                 Err(Unsent(Some(back), e)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "forwarding did not connect; routing again");
@@ -237,7 +250,7 @@ struct Unsent(Option<Request>, String);
 
 /// Sends `request` to the node at `addr` and streams its answer back; a WebSocket upgrade is
 /// completed on both sides and the two connections are spliced.
-async fn proxy(node: &Node, addr: &str, request: Request) -> Result<Response, Unsent> {
+async fn proxy(node: &Node, addr: &str, request: Request, hops: u64) -> Result<Response, Unsent> {
     // Buffer small bodies (every client-protocol call), so an undelivered request can be
     // retried; anything else (a WebSocket upgrade has no body) streams.
     let (parts, body) = request.into_parts();
@@ -257,7 +270,7 @@ async fn proxy(node: &Node, addr: &str, request: Request) -> Result<Response, Un
     };
     let retry = rebuild(&parts);
     let request = Request::from_parts(parts, Body::from(bytes));
-    proxy_once(node, addr, request)
+    proxy_once(node, addr, request, hops)
         .await
         .map_err(|(not_sent, e)| Unsent(not_sent.then_some(retry), e))
 }
@@ -266,6 +279,7 @@ async fn proxy_once(
     node: &Node,
     addr: &str,
     mut request: Request,
+    hops: u64,
 ) -> Result<Response, (bool, String)> {
     let upgrade = request
         .headers()
@@ -282,11 +296,11 @@ async fn proxy_once(
         .method(parts.method)
         .uri(format!("http://{addr}{path}"));
     for (name, value) in &parts.headers {
-        if name != header::HOST {
+        if name != header::HOST && name.as_str() != FORWARDED {
             outgoing = outgoing.header(name, value);
         }
     }
-    outgoing = outgoing.header(FORWARDED, HeaderValue::from(node.config.node_id));
+    outgoing = outgoing.header(FORWARDED, HeaderValue::from(hops));
     let body = body
         .map_err(|e| std::io::Error::other(e.to_string()))
         .boxed_unsync();

@@ -61,7 +61,7 @@ async fn meta_loop(node: Arc<Node>) {
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "starting the timestamp oracle");
+                        tracing::info!(error = %e, "starting the timestamp oracle failed; retrying");
                         tokio::time::sleep(RETRY).await;
                     }
                 }
@@ -120,7 +120,7 @@ async fn data_loop(node: Arc<Node>) {
                         *lock(&node.serving) = Some(Arc::new(serving));
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "starting to serve the data range");
+                        tracing::info!(error = %e, "starting to serve the data range failed; retrying");
                         tokio::time::sleep(RETRY).await;
                     }
                 }

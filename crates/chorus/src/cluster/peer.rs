@@ -274,6 +274,7 @@ where
             None => last = format!("leader {leader:?} of group {group} has no known address"),
         }
         if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(group, path, error = %last, "gave up looking for the leader");
             return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

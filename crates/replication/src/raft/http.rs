@@ -48,6 +48,13 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
 pub const RPC_BODY_MAX_BYTES: usize = 256 << 20;
 /// Largest `(vote, meta)` header of a snapshot RPC.
 const SNAPSHOT_HEADER_MAX_BYTES: u32 = 16 << 20;
+/// Shortest time an AppendEntries RPC (heartbeats included) may take before it counts as lost.
+/// openraft offers `heartbeat_interval × 3/4` (37.5 ms), but a follower answers only after its
+/// log fsync, which on a loaded machine sometimes takes longer; a lost answer makes openraft back
+/// off from that follower and lets the leader lease lapse. A dead peer refuses the connection at
+/// once, so the longer wait only matters for a slow or paused one, and each follower has its own
+/// replication stream.
+pub const APPEND_RPC_MIN_TIMEOUT_MS: u64 = 1_000;
 /// How long an idle pooled connection to a peer is kept.
 const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 
@@ -303,7 +310,10 @@ impl RaftNetworkV2<TypeConfig> for HttpRaftClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Ok(self.rpc("append", &rpc, option.soft_ttl()).await?)
+        let ttl = option
+            .soft_ttl()
+            .max(Duration::from_millis(APPEND_RPC_MIN_TIMEOUT_MS));
+        Ok(self.rpc("append", &rpc, ttl).await?)
     }
 
     async fn vote(
