@@ -249,8 +249,10 @@ async fn bundle_has_the_expected_modules() {
         vec![
             "admin/stats.js",
             "clients.js",
+            "cluster.js",
             "counters.js",
             "messages.js",
+            "torture.js",
             "users.js"
         ]
     );
@@ -300,6 +302,18 @@ async fn analysis_finds_every_function_with_its_validators() {
         ("messages.js:remove", Mutation, Public),
         ("messages.js:rewrite", Mutation, Public),
         ("messages.js:send", Mutation, Public),
+        ("torture.js:balances", Query, Public),
+        ("torture.js:bankInit", Mutation, Public),
+        ("torture.js:monoIncrement", Mutation, Public),
+        ("torture.js:monoRead", Query, Public),
+        ("torture.js:readLists", Query, Public),
+        ("torture.js:regCas", Mutation, Public),
+        ("torture.js:regRead", Query, Public),
+        ("torture.js:regWrite", Mutation, Public),
+        ("torture.js:setAdd", Mutation, Public),
+        ("torture.js:setRead", Query, Public),
+        ("torture.js:transfer", Mutation, Public),
+        ("torture.js:txn", Mutation, Public),
         ("users.js:get", Query, Public),
         ("users.js:register", Mutation, Public),
     ];

@@ -765,13 +765,25 @@ impl Transaction {
             for def in &table.indexes {
                 let old = write.old.as_ref().map(|d| def.key_of(d)).transpose()?;
                 let new = write.new.as_ref().map(|d| def.key_of(d)).transpose()?;
-                if old == new {
-                    continue;
-                }
                 let index = IndexRef {
                     table: id.table,
                     index: def.number,
                 };
+                if old == new {
+                    // The entry stays where it is, so nothing is written to the index, but
+                    // what it leads to changed: a transaction that found this document through
+                    // the index read the old body, and must conflict with this write. (Without
+                    // this, two transactions that each read a document through an index and
+                    // update another's non-indexed fields both commit: write skew, found by
+                    // chorus-torture's list-append workload.)
+                    if let Some(key) = new {
+                        out.written.insert(
+                            index,
+                            store::layout::index_entry(key.as_bytes(), &id.internal),
+                        );
+                    }
+                    continue;
+                }
                 for (key, live) in [(old, false), (new, true)] {
                     let Some(key) = key else { continue };
                     out.written.insert(

@@ -29,4 +29,30 @@ export default defineSchema({
     client: v.number(),
     seq: v.number(),
   }),
+
+  // torture.ts: the correctness harness's workloads (crates/torture, docs/correctness.md).
+  accounts: defineTable({
+    account: v.number(),
+    balance: v.number(),
+  }).index("by_account", ["account"]),
+
+  lists: defineTable({
+    key: v.number(),
+    values: v.array(v.number()),
+  }).index("by_key", ["key"]),
+
+  registers: defineTable({
+    key: v.number(),
+    value: v.number(),
+  }).index("by_key", ["key"]),
+
+  elements: defineTable({
+    set: v.number(),
+    element: v.number(),
+  }).index("by_set", ["set"]),
+
+  monotonic: defineTable({
+    key: v.number(),
+    value: v.number(),
+  }).index("by_key", ["key"]),
 });
