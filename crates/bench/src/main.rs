@@ -4,6 +4,7 @@
 //! Usage: `chorus-bench store [--batches N] [--reads N] [--dir PATH]`
 //!        `chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]`
 //!        `chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]`
+//!        `chorus-bench cluster [--clients 1,16,128] [--secs S] [--spread leader,all] ...`
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use store::{
 };
 use value::{DocumentId, IndexKey, InternalId, TableNumber, Value};
 
+mod cluster;
 mod commit;
 mod functions;
 
@@ -22,13 +24,17 @@ fn main() {
         Some("store") => store_bench(&args[1..]),
         Some("commit") => commit::run(&args[1..]),
         Some("functions") => functions::run(&args[1..]),
+        Some("cluster") => cluster::run(&args[1..]),
         _ => Err(
             "usage: chorus-bench store [--batches N] [--reads N] [--dir PATH]\n       \
              chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]\n       \
-             chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]\n  \
+             chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]\n       \
+             chorus-bench cluster [--clients 1,16,128] [--secs S] [--warmup S] [--spread leader,all]\n                \
+             [--chorus-bin PATH] [--etcd-bin PATH] [--project DIR] [--dir DIR] [--generator-threads N]\n  \
              store:  MVCC store on fjall: durable 100-document batches, point reads, index scans\n  \
              commit: transactions through the committer, durable, closed-loop writers\n  \
-             functions: the real Convex bundle of tests/convex-project through the runtime"
+             functions: the real Convex bundle of tests/convex-project through the runtime\n  \
+             cluster: replicated commits on a 3-node Chorus cluster next to a 3-member etcd cluster"
                 .to_string(),
         ),
     };
