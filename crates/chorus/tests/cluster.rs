@@ -266,6 +266,26 @@ fn learner_joins_is_promoted_and_an_old_voter_is_removed_under_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = Cluster::start(&bin(), dir.path(), 3, ADMIN_KEY, &[]);
     deploy(&cluster.nodes[&2].api.clone());
+    // The cluster endpoints refuse requests without the admin key, and change nothing.
+    for (method, path, body) in [
+        ("GET", "/api/cluster/status", ""),
+        (
+            "POST",
+            "/api/cluster/membership",
+            r#"{"op":"remove","node":3}"#,
+        ),
+    ] {
+        let (status, text) = torture::http::request(
+            &cluster.nodes[&1].api,
+            method,
+            path,
+            body,
+            None,
+            Duration::from_secs(10),
+        )
+        .expect("request");
+        assert_eq!(status, 401, "{method} {path}: {text}");
+    }
     // Clients use nodes 2 and 3; node 1 leaves the cluster.
     let apis = vec![cluster.nodes[&2].api.clone(), cluster.nodes[&3].api.clone()];
     let load = WriteLoad::start(apis, 8);

@@ -22,7 +22,7 @@ use openraft::impls::BasicNode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::gateway::{error, is_admin};
+use super::gateway::{error, require_admin};
 use super::peer::{call_leader, not_leader};
 use super::{GROUPS, Node};
 
@@ -117,12 +117,8 @@ pub(crate) async fn http_membership(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !is_admin(&node, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthenticated",
-            "membership changes need the admin key",
-        );
+    if let Err(refused) = require_admin(&node, &headers, "membership changes") {
+        return *refused;
     }
     let change: MembershipChange = match serde_json::from_slice(&body) {
         Ok(change) => change,

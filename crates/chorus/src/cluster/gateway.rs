@@ -57,6 +57,24 @@ pub(crate) fn is_admin(node: &Node, headers: &HeaderMap) -> bool {
         .is_some_and(|key| key.trim() == node.config.admin_key)
 }
 
+/// `Err` with the 401 answer unless the request carries the admin key; `what` names the
+/// endpoint in the message.
+pub(crate) fn require_admin(
+    node: &Node,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), Box<Response>> {
+    if is_admin(node, headers) {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            format!("{what}: the admin key is required"),
+        )))
+    }
+}
+
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
@@ -66,12 +84,8 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
 }
 
 async fn cluster_status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
-    if !is_admin(&node, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthenticated",
-            "the cluster status needs the admin key",
-        );
+    if let Err(refused) = require_admin(&node, &headers, "the cluster status") {
+        return *refused;
     }
     axum::Json(status::cluster(&node).await).into_response()
 }
@@ -85,12 +99,8 @@ async fn faults(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !is_admin(&node, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthenticated",
-            "faults need the admin key",
-        );
+    if let Err(refused) = require_admin(&node, &headers, "faults") {
+        return *refused;
     }
     if std::env::var("CHORUS_FAULT_INJECTION").as_deref() != Ok("1") {
         return error(
@@ -131,12 +141,8 @@ async fn faults(
 
 /// `GET /api/cluster/checksums` (admin): every known node's checksum of every range.
 async fn checksums(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
-    if !is_admin(&node, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthenticated",
-            "checksums need the admin key",
-        );
+    if let Err(refused) = require_admin(&node, &headers, "checksums") {
+        return *refused;
     }
     let mut out = Vec::new();
     for (id, addr) in node.known_peers() {
