@@ -4,6 +4,11 @@
 //! index query returning 100 documents (`messages:list`), and a one-document insert mutation
 //! (`users:register`: a unique-name check on an index, then an insert).
 //!
+//! Every call runs in a fresh JS context (`js` crate docs); a JS thread prepares the next one
+//! while it is idle. Closed loop (the default) leaves it no idle time when callers ≥ threads;
+//! `--pause-ms P` makes each caller wait P ms between calls, as interactive clients do, which is
+//! what a prepared context is for.
+//!
 //! Needs Node.js and npm: it runs `tests/convex-project/bundle.sh` unless `--bundle DIR` names
 //! a directory that bundle.sh already filled.
 
@@ -27,6 +32,7 @@ struct Opts {
     bundle: Option<PathBuf>,
     seconds: u64,
     callers: Vec<usize>,
+    pause_ms: u64,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -34,6 +40,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         bundle: None,
         seconds: 3,
         callers: vec![1, 4],
+        pause_ms: 0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -44,6 +51,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 opts.seconds = value
                     .parse()
                     .map_err(|_| format!("--seconds: {value:?} is not a number"))?
+            }
+            "--pause-ms" => {
+                opts.pause_ms = value
+                    .parse()
+                    .map_err(|_| format!("--pause-ms: {value:?} is not a number"))?
             }
             "--callers" => {
                 opts.callers = value
@@ -123,14 +135,22 @@ fn obj(fields: &[(&str, Value)]) -> Value {
     )
 }
 
-/// Runs `call` from `callers` concurrent tasks for `seconds`; prints calls/s and latency.
-async fn measure<F, Fut>(label: &str, callers: usize, seconds: u64, call: F) -> Result<(), String>
+/// Runs `call` from `callers` concurrent tasks for `seconds`, each pausing `pause_ms` between
+/// calls; prints calls/s and latency (of the calls alone).
+async fn measure<F, Fut>(
+    label: &str,
+    callers: usize,
+    seconds: u64,
+    pause_ms: u64,
+    call: F,
+) -> Result<(), String>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
     let call = Arc::new(call);
-    // Warm every JS thread's context for this code version first.
+    // Warm up: every JS thread has loaded the code version (its bytecode is compiled) and run
+    // the function before timing starts.
     for i in 0..8 {
         call(u64::MAX - i).await?;
     }
@@ -147,6 +167,9 @@ where
                 call((c as u64) << 32 | n).await?;
                 latencies.push(t0.elapsed());
                 n += 1;
+                if pause_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                }
             }
             Ok::<_, String>(latencies)
         }));
@@ -217,6 +240,7 @@ async fn bench(opts: &Opts, code: Arc<ModuleSet>, callers: usize) -> Result<(), 
         "trivial query (users:get)",
         callers,
         opts.seconds,
+        opts.pause_ms,
         move |_| {
             let (r, c, u) = (r.clone(), c.clone(), u.clone());
             async move {
@@ -238,6 +262,7 @@ async fn bench(opts: &Opts, code: Arc<ModuleSet>, callers: usize) -> Result<(), 
         "index query, 100 documents (messages:list)",
         callers,
         opts.seconds,
+        opts.pause_ms,
         move |_| {
             let (r, c) = (r.clone(), c.clone());
             async move {
@@ -272,6 +297,7 @@ async fn bench(opts: &Opts, code: Arc<ModuleSet>, callers: usize) -> Result<(), 
         "insert mutation (users:register)",
         callers,
         opts.seconds,
+        opts.pause_ms,
         move |n| {
             let (r, c) = (r.clone(), c.clone());
             async move {
@@ -311,9 +337,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("machine:  {}", machine());
     println!(
         "settings: real CLI bundle of tests/convex-project ({} modules), JS pool with default \
-         threads, single-node Raft range on fjall (durable), warm runtime, {} s per measure",
+         threads (a fresh context per call, prepared while idle), single-node Raft range on \
+         fjall (durable), warm runtime, {} s per measure, {}",
         code.modules.len(),
-        opts.seconds
+        opts.seconds,
+        if opts.pause_ms == 0 {
+            "closed loop".to_string()
+        } else {
+            format!("each caller pausing {} ms between calls", opts.pause_ms)
+        }
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

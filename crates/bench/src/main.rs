@@ -3,7 +3,7 @@
 //!
 //! Usage: `chorus-bench store [--batches N] [--reads N] [--dir PATH]`
 //!        `chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]`
-//!        `chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]`
+//!        `chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4] [--pause-ms P]`
 //!        `chorus-bench cluster [--clients 1,16,128] [--secs S] [--spread leader,all] ...`
 
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ fn main() {
         _ => Err(
             "usage: chorus-bench store [--batches N] [--reads N] [--dir PATH]\n       \
              chorus-bench commit [--writers 1,16,128] [--seconds S] [--replicator raft|direct]\n       \
-             chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4]\n       \
+             chorus-bench functions [--bundle DIR] [--seconds S] [--callers 1,4] [--pause-ms P]\n       \
              chorus-bench cluster [--clients 1,16,128] [--secs S] [--warmup S] [--spread leader,all]\n                \
              [--chorus-bin PATH] [--etcd-bin PATH] [--project DIR] [--dir DIR] [--generator-threads N]\n  \
              store:  MVCC store on fjall: durable 100-document batches, point reads, index scans\n  \

@@ -1,11 +1,15 @@
-//! Prints what the context-reuse policy rests on: the cost of a new context, of evaluating a
-//! ~100 KB module, and of a warm call of a trivial exported query.
+//! Prints what the fresh-context policy rests on (`js` crate docs): the cost of a new context,
+//! of evaluating a ~100 KB module from source, and of calls of a trivial exported query in a
+//! new code version (compiled from source), in a context the call builds (modules from
+//! bytecode), and in a context the thread prepared while idle.
 //!
-//! Run: `cargo run --release -p js --example js_costs [BUNDLE.js]`. With a bundle (an entry
-//! module built the way the Convex CLI builds one, with a query export named `trivial`), it
-//! also analyzes the bundle and times cold and warm calls of `trivial`.
+//! Run: `cargo run --release -p js --example js_costs [BUNDLE.js | BUNDLE_DIR]`. With a bundle
+//! (an entry module built the way the Convex CLI builds one, with a query export named
+//! `trivial`), it also analyzes the bundle and times the same calls of `trivial`; with a
+//! `tests/convex-project/bundle.sh` output directory, the same calls of its `users:get`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,16 +51,36 @@ fn big_module() -> String {
     source
 }
 
-struct NoSyscalls;
+/// Answers `1.0/get` with one fixed user document (what `users:get` of the real bundle reads)
+/// and refuses everything else.
+struct Syscalls;
 
-impl SyscallHandler for NoSyscalls {
+impl SyscallHandler for Syscalls {
     fn syscall(&mut self, op: &str, _args_json: &str) -> Result<String, SyscallError> {
         Err(SyscallError::new(format!("unexpected {op}")))
     }
     fn async_syscall(&mut self, op: &str, _args_json: &str) -> AsyncSyscallReply {
-        AsyncSyscallReply::Ready(Err(SyscallError::new(format!("unexpected {op}"))))
+        AsyncSyscallReply::Ready(match op {
+            "1.0/get" => {
+                Ok(r#"{"_id":"u1","_creationTime":1.0,"name":"ada","role":"admin"}"#.to_string())
+            }
+            _ => Err(SyscallError::new(format!("unexpected {op}"))),
+        })
     }
 }
+
+/// The function the measured calls invoke.
+struct Target {
+    module: &'static str,
+    export: &'static str,
+    args_json: &'static str,
+}
+
+const TRIVIAL: Target = Target {
+    module: "entry.js",
+    export: "trivial",
+    args_json: "[{}]",
+};
 
 fn code(version: u64, with_big: bool, big: &Arc<str>) -> Arc<ModuleSet> {
     let entry = if with_big {
@@ -72,19 +96,34 @@ fn code(version: u64, with_big: bool, big: &Arc<str>) -> Arc<ModuleSet> {
     Arc::new(ModuleSet { version, modules })
 }
 
-fn request(code: &Arc<ModuleSet>) -> CallRequest {
+fn request(code: &Arc<ModuleSet>, target: &Target) -> CallRequest {
     CallRequest {
         code: code.clone(),
-        module: "entry.js".into(),
-        export: "trivial".into(),
+        module: target.module.into(),
+        export: target.export.into(),
         kind: FunctionKind::Query,
-        args_json: "[{}]".into(),
+        args_json: target.args_json.into(),
         request_id: "bench".into(),
         seed: 1,
         now_ms: 0.0,
         env: Arc::new(BTreeMap::new()),
-        handler: Box::new(NoSyscalls),
+        handler: Box::new(Syscalls),
     }
+}
+
+/// The modules of a `tests/convex-project/bundle.sh` output directory.
+fn bundle_dir(dir: &Path, version: u64) -> Result<Arc<ModuleSet>, Box<dyn std::error::Error>> {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fullConfig.json"))?)?;
+    let mut modules = BTreeMap::new();
+    for module in config["modules"].as_array().ok_or("no modules")? {
+        let (Some(path), Some(source)) = (module["path"].as_str(), module["source"].as_str())
+        else {
+            return Err("a module without path or source".into());
+        };
+        modules.insert(path.to_string(), Arc::<str>::from(source));
+    }
+    Ok(Arc::new(ModuleSet { version, modules }))
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -151,67 +190,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(1)
     );
     raw_quickjs(&big)?;
-
-    let pool = JsPool::new(JsPoolConfig {
-        threads: 1,
-        ..JsPoolConfig::default()
-    })?;
-
-    // Cold: a new code version per call, so each call creates a context (with the globals
-    // installed) and imports the entry module.
-    let mut cold_small = Vec::new();
-    for version in 0..200 {
-        let started = Instant::now();
-        pool.run(request(&code(version, false, &big))).await?;
-        cold_small.push(started.elapsed());
+    for (label, with_big) in [("tiny modules", false), ("100 KB module", true)] {
+        calls(label, &|version| code(version, with_big, &big), &TRIVIAL).await?;
     }
-    report(
-        "pool: cold call, new context + tiny modules",
-        &mut cold_small,
-    );
-
-    let mut cold_big = Vec::new();
-    for version in 1_000..1_030 {
-        let started = Instant::now();
-        pool.run(request(&code(version, true, &big))).await?;
-        cold_big.push(started.elapsed());
+    let Some(path) = std::env::args().nth(1) else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    if path.is_dir() {
+        let modules = bundle_dir(&path, 0)?;
+        println!(
+            "bundle.sh output {}: {} modules, {} KB; calling users.js:get",
+            path.display(),
+            modules.modules.len(),
+            modules.modules.values().map(|s| s.len()).sum::<usize>() / 1024
+        );
+        let users_get = Target {
+            module: "users.js",
+            export: "get",
+            args_json: r#"[{"id":"u1"}]"#,
+        };
+        let code = |version| {
+            let mut code = (*modules).clone();
+            code.version = version;
+            Arc::new(code)
+        };
+        return calls("real bundle", &code, &users_get).await;
     }
-    report(
-        &format!(
-            "pool: cold call, new context + {} KB module",
-            big.len() / 1024
-        ),
-        &mut cold_big,
-    );
-
-    // Warm: the same version again and again.
-    let warm_code = code(5_000, true, &big);
-    pool.run(request(&warm_code)).await?;
-    let mut warm = Vec::new();
-    for _ in 0..5_000 {
-        let started = Instant::now();
-        pool.run(request(&warm_code)).await?;
-        warm.push(started.elapsed());
-    }
-    report(
-        "pool: warm call of a trivial query (cached context)",
-        &mut warm,
-    );
-
-    if let Some(path) = std::env::args().nth(1) {
-        real_bundle(&pool, &path).await?;
-    }
-    Ok(())
-}
-
-async fn real_bundle(pool: &JsPool, path: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let source: Arc<str> = Arc::from(std::fs::read_to_string(path)?);
+    let source: Arc<str> = Arc::from(std::fs::read_to_string(&path)?);
+    println!("bundle {}: {} KB", path.display(), source.len() / 1024);
     let bundle = |version: u64| {
         let mut modules = BTreeMap::new();
         modules.insert("entry.js".to_string(), source.clone());
         Arc::new(ModuleSet { version, modules })
     };
-    println!("bundle {path}: {} KB", source.len() / 1024);
+    let pool = JsPool::new(JsPoolConfig {
+        threads: 1,
+        ..JsPoolConfig::default()
+    })?;
     for function in pool.analyze(bundle(0), Arc::new(BTreeMap::new())).await? {
         println!(
             "  {}:{} {} {:?} args {} returns {}",
@@ -223,24 +239,77 @@ async fn real_bundle(pool: &JsPool, path: &str) -> Result<(), Box<dyn std::error
             function.returns_json
         );
     }
+    calls("the bundle", &bundle, &TRIVIAL).await
+}
+
+/// Times calls of `target` in the code `code(version)` builds, on one JS thread.
+async fn calls(
+    label: &str,
+    code: &dyn Fn(u64) -> Arc<ModuleSet>,
+    target: &Target,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = |prepared| {
+        JsPool::new(JsPoolConfig {
+            threads: 1,
+            prepared_contexts_per_thread: prepared,
+            ..JsPoolConfig::default()
+        })
+    };
+    let timed = |samples: &mut Vec<Duration>, started: Instant| samples.push(started.elapsed());
+
+    // Cold: a new code version per call, compiled from source into a new context.
+    let cold_pool = pool(0)?;
     let mut cold = Vec::new();
-    for version in 10_000..10_030 {
+    for version in 1_000..1_030 {
         let started = Instant::now();
-        pool.run(request(&bundle(version))).await?;
-        cold.push(started.elapsed());
+        cold_pool.run(request(&code(version), target)).await?;
+        timed(&mut cold, started);
     }
     report(
-        "pool: cold call of the bundle (new context + import)",
+        &format!("pool: cold call, new version ({label})"),
         &mut cold,
     );
-    let warm_code = bundle(20_000);
-    pool.run(request(&warm_code)).await?;
-    let mut warm = Vec::new();
-    for _ in 0..5_000 {
+
+    // Fresh context built by each call, its modules declared from bytecode.
+    let built_pool = pool(0)?;
+    let same = code(5_000);
+    built_pool.run(request(&same, target)).await?;
+    let mut built = Vec::new();
+    for _ in 0..500 {
         let started = Instant::now();
-        pool.run(request(&warm_code)).await?;
-        warm.push(started.elapsed());
+        built_pool.run(request(&same, target)).await?;
+        timed(&mut built, started);
     }
-    report("pool: warm call of the bundle's trivial query", &mut warm);
+    report(
+        &format!("pool: call building its context ({label})"),
+        &mut built,
+    );
+
+    // A context the thread prepared while idle (a pause between calls gives it the time).
+    let prepared_pool = pool(knobs::JS_THREAD_PREPARED_CONTEXTS)?;
+    prepared_pool.run(request(&same, target)).await?;
+    let mut prepared = Vec::new();
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let started = Instant::now();
+        prepared_pool.run(request(&same, target)).await?;
+        timed(&mut prepared, started);
+    }
+    report(
+        &format!("pool: call on a prepared context ({label})"),
+        &mut prepared,
+    );
+
+    // Back to back: the thread never idles, so each call builds its context.
+    let mut back_to_back = Vec::new();
+    for _ in 0..500 {
+        let started = Instant::now();
+        prepared_pool.run(request(&same, target)).await?;
+        timed(&mut back_to_back, started);
+    }
+    report(
+        &format!("pool: calls back to back ({label})"),
+        &mut back_to_back,
+    );
     Ok(())
 }

@@ -1,7 +1,8 @@
 // Run once per context, before any user module. `host` holds the native functions of the pool
 // thread; user code never sees it, only the globals installed here. Returns the internals the
 // Rust side needs (error description, export analysis), also out of user code's reach.
-(function bootstrap(host) {
+// A module (compiled once to bytecode, see bytecode.rs) whose name no import can resolve to.
+export default function bootstrap(host) {
   "use strict";
   const g = globalThis;
   const ObjectKeys = Object.keys;
@@ -471,7 +472,7 @@
     const lines = stack.replace(/\s+$/, "").split("\n");
     while (lines.length > 0) {
       const last = lines[lines.length - 1];
-      if (last.includes("(chorus:runtime") || /\(native\)$/.test(last)) lines.pop();
+      if (last.includes("(/chorus:runtime") || /\(native\)$/.test(last)) lines.pop();
       else break;
     }
     return lines.join("\n");
@@ -564,4 +565,4 @@
   }
 
   return { describeError, analyzeModule, schemaExport, exportKind, invoke };
-});
+}

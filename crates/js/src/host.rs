@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rquickjs::context::EvalOptions;
 use rquickjs::{Ctx, Exception, Function, Module, Object, Persistent, TypedArray, Value};
 
 use crate::SyscallError;
@@ -22,8 +21,10 @@ use crate::modules::ModuleSet;
 use crate::syscall::{AsyncSyscallReply, NestedCall, NestedSettle, PendingSyscall, SyscallHandler};
 
 const BOOTSTRAP_JS: &str = include_str!("bootstrap.js");
-/// The bootstrap's name in stack traces; `describeError` trims its frames off the bottom.
-const BOOTSTRAP_FILENAME: &str = "chorus:runtime";
+/// The bootstrap module's name, in stack traces too (`describeError` trims its frames off the
+/// bottom). [`crate::resolve_specifier`] never yields a name with a leading `/`, so no import
+/// can reach the bootstrap, although it is a module loaded in every context.
+const BOOTSTRAP_NAME: &str = "/chorus:runtime";
 
 /// The time limit of the call in progress, checked by the runtime's interrupt handler (which
 /// QuickJS calls every few thousand instructions). Shared with the handler, which the runtime
@@ -89,7 +90,8 @@ pub(crate) struct PendingOp {
 
 /// Everything installed for one call (or one analysis) and removed after it.
 pub(crate) struct CallState {
-    /// `None` during analysis, where syscalls are refused.
+    /// `None` during analysis and while a context is prepared ahead of a call: syscalls are
+    /// refused.
     pub(crate) handler: Option<Box<dyn SyscallHandler>>,
     pub(crate) log: LogBuffer,
     pub(crate) rng: SplitMix64,
@@ -149,6 +151,20 @@ impl Host {
     pub(crate) fn end(&self) -> Option<CallState> {
         *self.code.borrow_mut() = None;
         self.call.borrow_mut().take()
+    }
+
+    /// Puts `log` in place of the call's console buffer; returns the one it replaces.
+    pub(crate) fn replace_log(&self, log: LogBuffer) -> Option<LogBuffer> {
+        let mut call = self.call.borrow_mut();
+        call.as_mut()
+            .map(|call| std::mem::replace(&mut call.log, log))
+    }
+
+    /// Puts `rng` in place of the call's `Math.random` state; returns the one it replaces.
+    pub(crate) fn replace_rng(&self, rng: SplitMix64) -> Option<SplitMix64> {
+        let mut call = self.call.borrow_mut();
+        call.as_mut()
+            .map(|call| std::mem::replace(&mut call.rng, rng))
     }
 
     pub(crate) fn take_pending(&self) -> Vec<PendingOp> {
@@ -214,7 +230,7 @@ fn not_in_call(op: &str) -> SyscallError {
 
 fn no_handler(op: &str) -> SyscallError {
     SyscallError::new(format!(
-        "syscall \"{op}\" is not available while modules are being analyzed"
+        "syscall \"{op}\" is not available while modules are imported outside a function call"
     ))
 }
 
@@ -444,11 +460,20 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: &Rc<Host>) -> rquickjs::Result<
         )?,
     )?;
 
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = true;
-    options.filename = Some(BOOTSTRAP_FILENAME.to_string());
-    let bootstrap: Function<'js> = ctx.eval_with_options(BOOTSTRAP_JS, options)?;
+    let (module, evaluated) =
+        crate::bytecode::bootstrap(ctx, BOOTSTRAP_NAME, BOOTSTRAP_JS)?.eval()?;
+    // The bootstrap awaits nothing: its evaluation has settled (or failed) already.
+    match evaluated.result::<Value>() {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(rquickjs::Error::new_loading_message(
+                BOOTSTRAP_NAME,
+                "did not settle",
+            ));
+        }
+    }
+    let bootstrap: Function<'js> = module.get("default")?;
     bootstrap.call((natives,))
 }
 

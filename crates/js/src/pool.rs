@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use crate::bytecode::BytecodeCache;
 use crate::worker::{self, Job};
 use crate::{JsError, ModuleSet, SyscallHandler};
 
@@ -73,14 +74,24 @@ pub struct JsPoolConfig {
     pub action_timeout_ms: u64,
     /// Time limit of analyzing all modules of one code version.
     pub analyze_timeout_ms: u64,
-    /// Memory one call may allocate beyond what the thread's cached code already holds.
+    /// Memory one call may allocate beyond what its thread's runtime holds when it starts
+    /// (prepared contexts).
     pub memory_limit_bytes: usize,
     /// Most JS stack one call may use.
     pub max_stack_bytes: usize,
     /// Stack of each JS thread (must exceed `max_stack_bytes` with room for native frames).
     pub thread_stack_bytes: usize,
-    /// Evaluated code versions (contexts) each thread keeps.
-    pub cached_contexts_per_thread: usize,
+    /// Fresh contexts each thread keeps ready, one per recently called (code version,
+    /// environment); 0 prepares none, so every call builds its context when it starts.
+    pub prepared_contexts_per_thread: usize,
+    /// How long a thread that has a context to prepare first waits for a job, in
+    /// microseconds.
+    pub prepare_delay_us: u64,
+    /// Code versions whose modules' bytecode the pool keeps (shared by its threads).
+    pub bytecode_cache_versions: usize,
+    /// Bytes a runtime may allocate beyond what it holds after its limits were last set (after
+    /// preparing a context) before QuickJS collects garbage.
+    pub gc_headroom_bytes: usize,
     /// Console lines kept per call (the last is spent on an overflow notice).
     pub max_log_lines: usize,
     /// Longest console message, in UTF-8 bytes, before it is cut.
@@ -100,7 +111,10 @@ impl Default for JsPoolConfig {
             memory_limit_bytes: knobs::FUNCTION_MEMORY_LIMIT_BYTES,
             max_stack_bytes: knobs::FUNCTION_STACK_LIMIT_BYTES,
             thread_stack_bytes: knobs::JS_THREAD_STACK_BYTES,
-            cached_contexts_per_thread: knobs::JS_THREAD_CACHED_CONTEXTS,
+            prepared_contexts_per_thread: knobs::JS_THREAD_PREPARED_CONTEXTS,
+            prepare_delay_us: knobs::JS_PREPARE_DELAY_US,
+            bytecode_cache_versions: knobs::JS_BYTECODE_CACHE_VERSIONS,
+            gc_headroom_bytes: knobs::JS_GC_HEADROOM_BYTES,
             max_log_lines: knobs::FUNCTION_MAX_LOG_LINES,
             max_log_line_bytes: knobs::FUNCTION_LOG_LINE_MAX_BYTES,
         }
@@ -216,6 +230,7 @@ impl JsPool {
         let queue_capacity = config.queue_capacity.max(1);
         let (sender, receiver) = mpsc::sync_channel(queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        let bytecode = Arc::new(BytecodeCache::new(config.bytecode_cache_versions));
         let mut pool = JsPool {
             sender: Some(sender),
             threads: Vec::new(),
@@ -224,10 +239,11 @@ impl JsPool {
         for index in 0..config.threads.max(1) {
             let config = config.clone();
             let receiver = receiver.clone();
+            let bytecode = bytecode.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("js-{index}"))
                 .stack_size(config.thread_stack_bytes)
-                .spawn(move || worker::thread_main(config, receiver))
+                .spawn(move || worker::thread_main(config, bytecode, receiver))
                 .map_err(|e| JsError::Internal {
                     message: format!("cannot start JS thread: {e}"),
                 })?;

@@ -1,10 +1,10 @@
-//! One JS thread: its QuickJS runtime, its cache of evaluated code, and how a call runs on it.
+//! One JS thread: its QuickJS runtime, the fresh contexts it prepares, and how a call runs on it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +14,7 @@ use rquickjs::promise::PromiseState;
 use rquickjs::{Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Value};
 use tokio::sync::oneshot;
 
+use crate::bytecode::{Bytecode, BytecodeCache};
 use crate::host::{self, CallState, Host, PendingOp, SplitMix64, ThreadWaker};
 use crate::log::LogBuffer;
 use crate::modules::resolve_specifier;
@@ -21,6 +22,10 @@ use crate::{
     CallFailure, CallOutcome, CallRequest, CodeAnalysis, FunctionInfo, FunctionKind, JsError,
     JsPoolConfig, ModuleSet, Visibility,
 };
+
+/// Seeds `Math.random` while the modules a call starts with are evaluated, in the call or ahead
+/// of it.
+const IMPORT_SEED: u64 = 0;
 
 /// Jobs between a leftover-job drain's checks of the clock (jobs are usually tiny; the
 /// interrupt handler catches long ones).
@@ -38,16 +43,52 @@ pub(crate) enum Job {
     },
 }
 
-/// Body of a JS thread: take jobs from the shared queue until it closes.
-pub(crate) fn thread_main(config: Arc<JsPoolConfig>, jobs: Arc<Mutex<Receiver<Job>>>) {
-    let mut worker = Worker::new(config);
+/// Body of a JS thread: take jobs from the shared queue until it closes, and while none is
+/// waiting, prepare fresh contexts for the code the thread served last.
+pub(crate) fn thread_main(
+    config: Arc<JsPoolConfig>,
+    bytecode: Arc<BytecodeCache>,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+) {
+    let mut worker = Worker::new(config, bytecode);
     loop {
-        let next = match jobs.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        let Ok(job) = next else {
-            return;
+        let job = if worker.wants_preparation() {
+            // Preparing keeps a core busy for about a millisecond, so the thread first leaves
+            // the rest of the request it just answered (the caller's wake-up, a mutation's
+            // commit) a moment to run, and takes a job if one comes meanwhile.
+            let delay = Duration::from_micros(worker.config.prepare_delay_us);
+            let next = match jobs.try_lock() {
+                Ok(receiver) => receiver.recv_timeout(delay),
+                // Another thread holds the queue, waiting for the next job: it takes that one.
+                Err(TryLockError::WouldBlock) => {
+                    std::thread::sleep(delay);
+                    Err(RecvTimeoutError::Timeout)
+                }
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().recv_timeout(delay),
+            };
+            match next {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    // A panic is a bug here as below; forget what to prepare, so it is not
+                    // retried forever.
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| worker.prepare_next())).is_err()
+                    {
+                        worker.reset();
+                        worker.wanted.clear();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            let next = match jobs.lock() {
+                Ok(receiver) => receiver.recv(),
+                Err(poisoned) => poisoned.into_inner().recv(),
+            };
+            let Ok(job) = next else {
+                return;
+            };
+            job
         };
         // A panic here is a bug in this crate or in a syscall handler; the caller sees a lost
         // request, and the thread starts over with a new runtime rather than dying.
@@ -76,37 +117,86 @@ struct Invocation<'a> {
 struct Worker {
     config: Arc<JsPoolConfig>,
     host: Rc<Host>,
+    bytecode: Arc<BytecodeCache>,
     engine: Option<Engine>,
-    /// Counts calls; orders cached contexts by last use.
+    /// Counts calls; orders `wanted` by last use.
     tick: u64,
+    /// The code recent calls ran, for which the thread keeps a fresh context ready: at most one
+    /// entry per (code version, environment), `prepared_contexts_per_thread` in all.
+    wanted: Vec<Wanted>,
 }
 
-/// A QuickJS runtime and the contexts evaluated on it. Field order matters: contexts (and the
-/// JS values they keep) are dropped before the runtime.
+/// Code to keep a fresh context ready for: a version, an environment, and the module its last
+/// call used.
+struct Wanted {
+    code: Arc<ModuleSet>,
+    env: Arc<BTreeMap<String, String>>,
+    module: String,
+    last_used: u64,
+}
+
+impl Wanted {
+    fn is_for(&self, version: u64, env: &Arc<BTreeMap<String, String>>) -> bool {
+        self.code.version == version && same_env(&self.env, env)
+    }
+}
+
+fn same_env(a: &Arc<BTreeMap<String, String>>, b: &Arc<BTreeMap<String, String>>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// A QuickJS runtime and the fresh contexts prepared on it. Field order matters: contexts (and
+/// the JS values they keep) are dropped before the runtime.
 struct Engine {
-    contexts: Vec<CachedContext>,
+    /// Contexts no function has run in yet, at most one per entry of `Worker::wanted`.
+    prepared: Vec<FreshContext>,
+    /// What the runtime held when last measured (`measure_limits`).
+    held_bytes: usize,
     runtime: Runtime,
 }
 
-/// One code version evaluated with one environment: a context, the namespaces of the modules
-/// imported so far, and the bootstrap's internals. Persistent values are declared before the
-/// context so they are released first.
-struct CachedContext {
+/// A context for one code version and environment: Chorus's globals, the namespaces of the
+/// modules imported so far, and the bootstrap's internals. One call (with its nested calls)
+/// runs in it, and then it is dropped. Persistent values are declared before the context so
+/// they are released first.
+struct FreshContext {
     internals: Persistent<Object<'static>>,
     namespaces: HashMap<String, Persistent<Object<'static>>>,
     version: u64,
     env: Arc<BTreeMap<String, String>>,
-    last_used: u64,
+    /// What the modules printed while a prepared context imported them; the call that takes
+    /// the context starts its console output with it, as if it had imported them itself.
+    import_log: Option<LogBuffer>,
     context: Context,
 }
 
+/// What running a call in the engine left: its result, the context it ran in (to drain and
+/// drop), and whether the called module was imported.
+struct Ran {
+    result: Result<String, JsError>,
+    context: Option<FreshContext>,
+    imported: bool,
+}
+
+impl Ran {
+    fn failed(error: JsError) -> Self {
+        Ran {
+            result: Err(error),
+            context: None,
+            imported: false,
+        }
+    }
+}
+
 impl Worker {
-    fn new(config: Arc<JsPoolConfig>) -> Self {
+    fn new(config: Arc<JsPoolConfig>, bytecode: Arc<BytecodeCache>) -> Self {
         Worker {
             config,
             host: Host::new(),
+            bytecode,
             engine: None,
             tick: 0,
+            wanted: Vec::new(),
         }
     }
 
@@ -138,7 +228,7 @@ impl Worker {
 
     fn engine(&mut self) -> Result<&mut Engine, JsError> {
         if self.engine.is_none() {
-            self.engine = Some(Engine::new(&self.config, &self.host)?);
+            self.engine = Some(Engine::new(&self.config, &self.host, &self.bytecode)?);
         }
         self.engine.as_mut().ok_or_else(|| JsError::Internal {
             message: "JS runtime unavailable".into(),
@@ -197,11 +287,20 @@ impl Worker {
             request_id: &request_id,
             args_json: &args_json,
         };
-        let result = self.run_in_engine(&code, &env, &invocation, deadline, limits);
+        let Ran {
+            result,
+            context,
+            imported,
+        } = self.run_in_engine(&code, &env, &invocation, deadline, limits);
 
         // Per-call state goes first, so leftover jobs run without it.
         let state = self.host.end();
-        let drained = self.drain_leftover_jobs();
+        let drained = match &context {
+            Some(context) => context.context.with(|ctx| drain_jobs(&ctx, &self.host)),
+            None => true,
+        };
+        // The context has run user code: it is never used again.
+        drop(context);
         self.host.interrupt.disarm();
         let (handler, log_lines) = match state {
             Some(CallState {
@@ -217,6 +316,9 @@ impl Worker {
         };
         if result.as_ref().is_err_and(is_fatal) || !drained {
             self.engine = None;
+        }
+        if imported {
+            self.want(code, env, module);
         }
         match (result, handler) {
             (Ok(result_json), Some(handler)) => Ok(CallOutcome {
@@ -239,6 +341,8 @@ impl Worker {
         }
     }
 
+    /// Runs the call in a prepared context for its code and environment if there is one, else
+    /// in a new one; imports the called module if the context does not have it yet.
     fn run_in_engine(
         &mut self,
         code: &ModuleSet,
@@ -246,36 +350,180 @@ impl Worker {
         invocation: &Invocation<'_>,
         deadline: Instant,
         limits: Limits,
-    ) -> Result<String, JsError> {
+    ) -> Ran {
         let host = self.host.clone();
         let config = self.config.clone();
-        self.tick += 1;
-        let tick = self.tick;
         if code.source(invocation.module).is_none() {
-            return Err(JsError::ModuleNotFound {
+            return Ran::failed(JsError::ModuleNotFound {
                 module: invocation.module.to_string(),
             });
         }
-        let engine = self.engine()?;
-        let index = engine.context_for(code.version, env, &host, &config, tick, limits)?;
-        engine.ensure_imported(index, invocation.module, &host, &config, deadline, limits)?;
-        let entry = &engine.contexts[index];
-        entry
+        let engine = match self.engine() {
+            Ok(engine) => engine,
+            Err(error) => return Ran::failed(error),
+        };
+        let mut context = match engine.take_prepared(code.version, env) {
+            Some(mut context) => {
+                if let Some(log) = context.import_log.take() {
+                    host.replace_log(log);
+                }
+                context
+            }
+            None => {
+                engine.apply_limits(&config);
+                match FreshContext::new(&engine.runtime, &host, code.version, env.clone(), limits) {
+                    Ok(context) => context,
+                    Err(error) => return Ran::failed(error),
+                }
+            }
+        };
+        // Module-level code draws `Math.random` from the import seed, as in a prepared context,
+        // so the function's own values depend only on the call's seed either way.
+        let call_rng = host.replace_rng(SplitMix64::new(IMPORT_SEED));
+        let imported = context.ensure_imported(invocation.module, &host, deadline, limits);
+        if let Some(rng) = call_rng {
+            host.replace_rng(rng);
+        }
+        if let Err(error) = imported {
+            return Ran {
+                result: Err(error),
+                context: Some(context),
+                imported: false,
+            };
+        }
+        let result = context
             .context
-            .with(|ctx| invoke(&ctx, entry, &host, invocation, deadline, limits))
+            .with(|ctx| invoke(&ctx, &context, &host, invocation, deadline, limits));
+        Ran {
+            result,
+            context: Some(context),
+            imported: true,
+        }
     }
 
-    /// Runs the jobs a finished call left queued (callbacks of promises it did not await), with
-    /// no call state installed, until the queue is empty. Returns `false` if the call's time
-    /// limit ran out first; the runtime is then thrown away.
-    fn drain_leftover_jobs(&mut self) -> bool {
-        let Some(engine) = self.engine.as_ref() else {
-            return true;
+    /// Records that a call of `module` in `code` with `env` ran, so the thread keeps a fresh
+    /// context ready for the next one.
+    fn want(&mut self, code: Arc<ModuleSet>, env: Arc<BTreeMap<String, String>>, module: String) {
+        let capacity = self.config.prepared_contexts_per_thread;
+        if capacity == 0 {
+            return;
+        }
+        self.tick += 1;
+        if let Some(wanted) = self
+            .wanted
+            .iter_mut()
+            .find(|w| w.is_for(code.version, &env))
+        {
+            wanted.code = code;
+            wanted.module = module;
+            wanted.last_used = self.tick;
+            return;
+        }
+        while self.wanted.len() >= capacity {
+            let Some(oldest) = self
+                .wanted
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, w)| w.last_used)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let old = self.wanted.swap_remove(oldest);
+            if let Some(engine) = &mut self.engine {
+                engine.prepared.retain(|c| !old.is_for(c.version, &c.env));
+            }
+        }
+        self.wanted.push(Wanted {
+            code,
+            env,
+            module,
+            last_used: self.tick,
+        });
+    }
+
+    /// Whether some recently run code has no fresh context ready.
+    fn wants_preparation(&self) -> bool {
+        self.wanted.iter().any(|w| {
+            !self
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.has_prepared(w.code.version, &w.env))
+        })
+    }
+
+    /// Prepares a fresh context for the most recently run code that has none ready: the
+    /// globals, then its last call's module (and so the chunks that imports) evaluated as at
+    /// the start of a call, except that no call is in progress: `process.env` is that code's
+    /// environment, `Math.random` draws from `IMPORT_SEED` as in a call, console output is kept
+    /// for the call that takes the context, syscalls are refused and `Date.now()` is the wall
+    /// clock. If that fails, the thread stops preparing for that code, and the next call
+    /// imports the module itself and reports why.
+    fn prepare_next(&mut self) {
+        let engine = self.engine.as_ref();
+        let Some(wanted) = self
+            .wanted
+            .iter()
+            .filter(|w| !engine.is_some_and(|e| e.has_prepared(w.code.version, &w.env)))
+            .max_by_key(|w| w.last_used)
+        else {
+            return;
         };
-        let Some(entry) = engine.contexts.first() else {
-            return true;
+        let (code, env, module) = (
+            wanted.code.clone(),
+            wanted.env.clone(),
+            wanted.module.clone(),
+        );
+        let limits = Limits {
+            timeout_ms: self.config.function_timeout_ms,
+            memory_bytes: self.config.memory_limit_bytes,
         };
-        entry.context.with(|ctx| drain_jobs(&ctx, &self.host))
+        let deadline = deadline_after(limits.timeout_ms);
+        let state = self.call_state(IMPORT_SEED, wall_clock_ms(), false, &env);
+        self.host.begin(state, code.clone());
+        self.host.interrupt.arm(deadline);
+        let prepared = self.prepare_in_engine(&code, &env, &module, deadline, limits);
+        drop(self.host.end());
+        self.host.interrupt.disarm();
+        if let Err(error) = prepared {
+            self.wanted.retain(|w| !w.is_for(code.version, &env));
+            if is_fatal(&error) {
+                self.engine = None;
+            }
+        }
+    }
+
+    fn prepare_in_engine(
+        &mut self,
+        code: &ModuleSet,
+        env: &Arc<BTreeMap<String, String>>,
+        module: &str,
+        deadline: Instant,
+        limits: Limits,
+    ) -> Result<(), JsError> {
+        let host = self.host.clone();
+        let config = self.config.clone();
+        let engine = self.engine()?;
+        // Frees the contexts earlier calls left (their objects form cycles, which only the
+        // collector frees), here rather than in some later call. The memory limit set after the
+        // last measurement still holds; it now has that much more room.
+        engine.runtime.run_gc();
+        let mut context =
+            FreshContext::new(&engine.runtime, &host, code.version, env.clone(), limits)?;
+        let imported = context.ensure_imported(module, &host, deadline, limits);
+        let drained = context.context.with(|ctx| drain_jobs(&ctx, &host));
+        imported?;
+        if !drained {
+            return Err(JsError::Timeout {
+                limit_ms: limits.timeout_ms,
+            });
+        }
+        let empty = LogBuffer::new(config.max_log_lines, config.max_log_line_bytes);
+        context.import_log = host.replace_log(empty);
+        engine.prepared.push(context);
+        // The next call may allocate its whole budget beyond what is prepared now.
+        engine.measure_limits(&config);
+        Ok(())
     }
 
     fn analyze(
@@ -288,11 +536,7 @@ impl Worker {
             memory_bytes: self.config.memory_limit_bytes,
         };
         let deadline = deadline_after(limits.timeout_ms);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64() * 1_000.0)
-            .unwrap_or(0.0);
-        let state = self.call_state(0, now_ms, false, &env);
+        let state = self.call_state(0, wall_clock_ms(), false, &env);
         self.host.begin(state, code.clone());
         self.host.interrupt.arm(deadline);
         let result = self.analyze_in_engine(&code, &env, deadline, limits);
@@ -314,10 +558,10 @@ impl Worker {
         let host = self.host.clone();
         let config = self.config.clone();
         let engine = self.engine()?;
-        engine.refresh_memory_limit(config.memory_limit_bytes);
-        // A throwaway context: analysis must not leave evaluated modules behind.
-        let scratch =
-            CachedContext::new(&engine.runtime, &host, code.version, env.clone(), 0, limits)?;
+        engine.measure_limits(&config);
+        // A throwaway context, like every call's. Importing every module here also compiles
+        // them all to bytecode, so the first calls of a new version find it.
+        let scratch = FreshContext::new(&engine.runtime, &host, code.version, env.clone(), limits)?;
         let result = scratch.context.with(|ctx| {
             let internals = restore(&ctx, &scratch.internals)?;
             let analyze: Function = internals
@@ -359,104 +603,79 @@ impl Worker {
 }
 
 impl Engine {
-    fn new(config: &JsPoolConfig, host: &Rc<Host>) -> Result<Self, JsError> {
+    fn new(
+        config: &JsPoolConfig,
+        host: &Rc<Host>,
+        bytecode: &Arc<BytecodeCache>,
+    ) -> Result<Self, JsError> {
         let runtime = Runtime::new().map_err(|e| JsError::Internal {
             message: format!("cannot create a QuickJS runtime: {e}"),
         })?;
         runtime.set_max_stack_size(config.max_stack_bytes);
         let interrupt = host.interrupt.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || interrupt.should_interrupt())));
-        runtime.set_loader(CodeResolver, CodeLoader { host: host.clone() });
-        let engine = Engine {
-            contexts: Vec::new(),
+        runtime.set_loader(
+            CodeResolver,
+            CodeLoader {
+                host: host.clone(),
+                bytecode: bytecode.clone(),
+            },
+        );
+        let mut engine = Engine {
+            prepared: Vec::new(),
+            held_bytes: 0,
             runtime,
         };
-        engine.refresh_memory_limit(config.memory_limit_bytes);
+        engine.measure_limits(config);
         Ok(engine)
     }
 
-    /// Lets the runtime grow by `budget_bytes` beyond what it holds now (the cached code), so
-    /// every call gets the same allowance however much code the thread caches. Measured only
-    /// when the cache changes: measuring walks the heap.
-    fn refresh_memory_limit(&self, budget_bytes: usize) {
-        let used = usize::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0);
-        self.runtime
-            .set_memory_limit(used.saturating_add(budget_bytes));
+    /// Measures what the runtime holds (walking the heap: ~50 µs with a few contexts, so it is
+    /// done after preparing a context, not in a call) and sets its limits from it.
+    fn measure_limits(&mut self, config: &JsPoolConfig) {
+        self.held_bytes = usize::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0);
+        self.apply_limits(config);
     }
 
-    /// The cached context for this code version and environment, created (evicting the least
-    /// recently used one if the cache is full) if there is none.
-    fn context_for(
+    /// Sets the runtime's limits from the last measurement: QuickJS collects garbage once the
+    /// heap grows `gc_headroom_bytes` past it, so neither building a context nor a call that
+    /// allocates little starts a collection (QuickJS's own threshold, 1.5× the heap after the
+    /// last collection, starts one in nearly every call, each walking every live object); and
+    /// allocation fails `memory_limit_bytes` past that, so a call has at least its budget
+    /// beyond whatever garbage the runtime holds.
+    fn apply_limits(&self, config: &JsPoolConfig) {
+        let gc_at = self.held_bytes.saturating_add(config.gc_headroom_bytes);
+        self.runtime
+            .set_memory_limit(gc_at.saturating_add(config.memory_limit_bytes));
+        self.runtime.set_gc_threshold(gc_at);
+    }
+
+    fn has_prepared(&self, version: u64, env: &Arc<BTreeMap<String, String>>) -> bool {
+        self.prepared
+            .iter()
+            .any(|c| c.version == version && same_env(&c.env, env))
+    }
+
+    /// Takes the prepared context for this code version and environment, if there is one.
+    fn take_prepared(
         &mut self,
         version: u64,
         env: &Arc<BTreeMap<String, String>>,
-        host: &Rc<Host>,
-        config: &JsPoolConfig,
-        tick: u64,
-        limits: Limits,
-    ) -> Result<usize, JsError> {
-        if let Some(index) = self
-            .contexts
+    ) -> Option<FreshContext> {
+        let index = self
+            .prepared
             .iter()
-            .position(|c| c.version == version && (Arc::ptr_eq(&c.env, env) || c.env == *env))
-        {
-            self.contexts[index].last_used = tick;
-            return Ok(index);
-        }
-        let mut evicted = false;
-        while self.contexts.len() >= config.cached_contexts_per_thread.max(1) {
-            let oldest = self
-                .contexts
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            drop(self.contexts.swap_remove(oldest));
-            evicted = true;
-        }
-        if evicted {
-            // Frees the evicted code's cycles before the memory baseline is measured.
-            self.runtime.run_gc();
-        }
-        self.refresh_memory_limit(config.memory_limit_bytes);
-        let context = CachedContext::new(&self.runtime, host, version, env.clone(), tick, limits)?;
-        self.contexts.push(context);
-        Ok(self.contexts.len() - 1)
-    }
-
-    /// Imports `module` into the cached context unless it already is.
-    fn ensure_imported(
-        &mut self,
-        index: usize,
-        module: &str,
-        host: &Rc<Host>,
-        config: &JsPoolConfig,
-        deadline: Instant,
-        limits: Limits,
-    ) -> Result<(), JsError> {
-        let entry = &mut self.contexts[index];
-        if entry.namespaces.contains_key(module) {
-            return Ok(());
-        }
-        let namespace = entry.context.with(|ctx| {
-            let internals = restore(&ctx, &entry.internals)?;
-            let namespace = import_namespace(&ctx, &internals, host, module, deadline, limits)?;
-            Ok::<_, JsError>(Persistent::save(&ctx, namespace))
-        })?;
-        entry.namespaces.insert(module.to_string(), namespace);
-        self.refresh_memory_limit(config.memory_limit_bytes);
-        Ok(())
+            .position(|c| c.version == version && same_env(&c.env, env))?;
+        Some(self.prepared.swap_remove(index))
     }
 }
 
-impl CachedContext {
+impl FreshContext {
     fn new(
         runtime: &Runtime,
         host: &Rc<Host>,
         version: u64,
         env: Arc<BTreeMap<String, String>>,
-        tick: u64,
         limits: Limits,
     ) -> Result<Self, JsError> {
         let context = Context::full(runtime).map_err(|e| setup_error(host, &e, limits))?;
@@ -470,15 +689,42 @@ impl CachedContext {
                 Err(setup_error(host, &detail, limits))
             }
         })?;
-        Ok(CachedContext {
+        Ok(FreshContext {
             internals,
             namespaces: HashMap::new(),
             version,
             env,
-            last_used: tick,
+            import_log: None,
             context,
         })
     }
+
+    /// Imports `module` into this context unless it already is.
+    fn ensure_imported(
+        &mut self,
+        module: &str,
+        host: &Rc<Host>,
+        deadline: Instant,
+        limits: Limits,
+    ) -> Result<(), JsError> {
+        if self.namespaces.contains_key(module) {
+            return Ok(());
+        }
+        let namespace = self.context.with(|ctx| {
+            let internals = restore(&ctx, &self.internals)?;
+            let namespace = import_namespace(&ctx, &internals, host, module, deadline, limits)?;
+            Ok::<_, JsError>(Persistent::save(&ctx, namespace))
+        })?;
+        self.namespaces.insert(module.to_string(), namespace);
+        Ok(())
+    }
+}
+
+fn wall_clock_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1_000.0)
+        .unwrap_or(0.0)
 }
 
 /// An error while building a context: out of time, out of memory, or a bug.
@@ -558,7 +804,7 @@ fn import_namespace<'js>(
 /// `this` = the global object, and waits for its promise.
 fn invoke<'js>(
     ctx: &Ctx<'js>,
-    entry: &CachedContext,
+    entry: &FreshContext,
     host: &Host,
     invocation: &Invocation<'_>,
     deadline: Instant,
@@ -838,9 +1084,11 @@ impl Resolver for CodeResolver {
     }
 }
 
-/// Loads modules from the code of the call in progress.
+/// Loads modules from the code of the call in progress, from their bytecode once any thread
+/// has compiled them.
 struct CodeLoader {
     host: Rc<Host>,
+    bytecode: Arc<BytecodeCache>,
 }
 
 impl Loader for CodeLoader {
@@ -850,18 +1098,19 @@ impl Loader for CodeLoader {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<Module<'js, Declared>> {
-        let source = self
-            .host
-            .code
-            .borrow()
-            .as_ref()
-            .and_then(|code| code.source(name).cloned());
-        match source {
-            Some(source) => Module::declare(ctx.clone(), name, source.as_bytes()),
-            None => Err(rquickjs::Error::new_loading_message(
+        let code = self.host.code.borrow().clone();
+        let Some(source) = code.as_ref().and_then(|code| code.source(name)) else {
+            return Err(rquickjs::Error::new_loading_message(
                 name,
                 "the deployed code has no such module",
-            )),
+            ));
+        };
+        let version = code.as_ref().map_or(0, |code| code.version);
+        if let Some(bytecode) = self.bytecode.get(version, name) {
+            return bytecode.declare(ctx);
         }
+        let (module, bytecode) = Bytecode::compile(ctx, name, source.as_bytes())?;
+        self.bytecode.insert(version, name, bytecode);
+        Ok(module)
     }
 }

@@ -4,7 +4,8 @@
 //! Reads go through [`Transaction::scan`] page by page, so the transaction's read set covers
 //! the index range only as far as the stream actually read. When it is known how many more
 //! rows can be consumed (a limit with no filter before it, or a page without filters), a scan
-//! asks for exactly that many and the read set ends at the last consumed row. Otherwise scans
+//! asks for exactly that many and the read set ends at the last consumed row (for a full page,
+//! at the row after it, which the page looks at to tell whether it is the last). Otherwise scans
 //! start at `knobs::QUERY_SCAN_BATCH_MIN_ROWS` rows and double up to
 //! `knobs::QUERY_SCAN_BATCH_MAX_ROWS`, and the read set may extend past the last consumed row
 //! by the rest of one batch: a superset, which costs at most a spurious conflict or re-run.
@@ -240,10 +241,16 @@ impl PreparedQuery {
     /// including `end_cursor`'s position whatever `page_size` says.
     ///
     /// `continue_cursor` is the position after the last returned document, or the "end"
-    /// cursor when the range (or a limit) is exhausted, in which case `is_done` is true. With
-    /// `end_cursor`, `continue_cursor` is `end_cursor`'s position and `is_done` is whether that
-    /// is the end. Pages partition the query's one result sequence: a cursor also carries how
-    /// many rows each `limit` operator has let through, so a limit counts across pages.
+    /// cursor when the range (or a limit) is exhausted, in which case `is_done` is true. A
+    /// full page looks one row ahead (a row the filters reject does not count; at most
+    /// `PAGE_LOOK_AHEAD_MAX_ROWS` rows are examined), so a page ending at the last row is done,
+    /// as in Convex's `convex-test`. The look-ahead row is not returned and the cursor stays
+    /// after the last returned one; the read set reaches the look-ahead row, or the end of the
+    /// range when none was found, so a document added after the page's last one invalidates a
+    /// page that reported `is_done`. With `end_cursor`, `continue_cursor` is `end_cursor`'s
+    /// position and `is_done` is whether that is the end. Pages partition the query's one result
+    /// sequence: a cursor also carries how many rows each `limit` operator has let through, so a
+    /// limit counts across pages.
     pub fn page(
         self,
         txn: &mut Transaction,
@@ -302,6 +309,15 @@ impl PreparedQuery {
                 None => break,
             }
         }
+        // A full page looks one emitted row ahead, so a page ending at the last row says so.
+        let ahead = if end.is_none() && docs.len() >= page_size {
+            if unfiltered {
+                stream.demand = Some(1);
+            }
+            stream.look_ahead(txn, PAGE_LOOK_AHEAD_MAX_ROWS)?
+        } else {
+            LookAhead::NotNeeded
+        };
         let after = |key: Vec<u8>| {
             encode_cursor(
                 fp,
@@ -317,8 +333,9 @@ impl PreparedQuery {
             match end {
                 Some(Position::After { key, .. }) => (false, after(key)),
                 Some(Position::End) => (true, end_text()),
-                None if stream.is_done() => (true, end_text()),
-                // Not done means the page filled up, so a last document exists.
+                None if stream.is_done() || ahead == LookAhead::End => (true, end_text()),
+                // Not done means the page filled up (and a row may follow), so a last
+                // document exists.
                 None => match last_entry {
                     Some(key) => (false, after(key)),
                     None => (true, end_text()),
@@ -356,6 +373,24 @@ fn end_at(plan: &mut ScanPlan, key: &[u8]) {
             }
         }
     }
+}
+
+/// Most rows a full page's look-ahead examines for one that passes the filters. Past it the page
+/// reports `is_done: false` (whether more follows is unknown) and the next page reads on, so
+/// a selective filter near the end of a long range cannot make one page read the whole range.
+const PAGE_LOOK_AHEAD_MAX_ROWS: usize = knobs::QUERY_SCAN_BATCH_MAX_ROWS;
+
+/// What the look-ahead after a page found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LookAhead {
+    /// The page was not full, or an end cursor pinned it: no look-ahead ran.
+    NotNeeded,
+    /// A row follows the page.
+    More,
+    /// Nothing follows: the range or a limit ends with the page.
+    End,
+    /// `PAGE_LOOK_AHEAD_MAX_ROWS` rows were all filtered out; whether more follows is unknown.
+    Unknown,
 }
 
 /// One page of `1.0/queryPage`.
@@ -491,6 +526,50 @@ impl QueryStream {
             }
         }
         Ok(true)
+    }
+
+    /// Whether another row would be emitted, for a full page, without emitting it: reads on
+    /// until a row passes every operator, the range or a limit ends, or `max_rows` rows were
+    /// examined. The limit counts are put back as they were, so the page's cursor carries the
+    /// counts at its last document; the stream must not be read further afterwards.
+    fn look_ahead(
+        &mut self,
+        txn: &mut Transaction,
+        max_rows: usize,
+    ) -> Result<LookAhead, QueryError> {
+        let counts = self.passed.clone();
+        let mut examined = 0;
+        let found = loop {
+            if self.done || self.limit_reached() {
+                self.done = true;
+                break Ok(LookAhead::End);
+            }
+            if examined >= max_rows {
+                break Ok(LookAhead::Unknown);
+            }
+            let row = match self.fetch(txn) {
+                Ok(Some(row)) => row,
+                Ok(None) => {
+                    self.done = true;
+                    break Ok(LookAhead::End);
+                }
+                Err(e) => {
+                    self.done = true;
+                    break Err(e);
+                }
+            };
+            examined += 1;
+            match self.admit(&row.1) {
+                Ok(true) => break Ok(LookAhead::More),
+                Ok(false) => {}
+                Err(e) => {
+                    self.done = true;
+                    break Err(e.into());
+                }
+            }
+        };
+        self.passed = counts;
+        found
     }
 
     /// How many rows the next scan should ask for (see the module docs).

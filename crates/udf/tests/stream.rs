@@ -441,10 +441,10 @@ async fn pages_walk_to_the_end_with_cursors() {
     assert!(after_end.docs.is_empty() && after_end.is_done);
     assert_eq!(after_end.continue_cursor, end);
 
-    // A page size that divides the range exactly: the last full page is not yet done.
+    // A page size that divides the range exactly: the last full page looks ahead and is done.
     let pages = paginate(&f, &by_author("a", "desc", json!([])), 4);
     let sizes: Vec<(usize, bool)> = pages.iter().map(|p| (p.docs.len(), p.is_done)).collect();
-    assert_eq!(sizes, vec![(4, false), (4, false), (0, true)]);
+    assert_eq!(sizes, vec![(4, false), (4, true)]);
     let mut a_desc = a_asc.clone();
     a_desc.reverse();
     let flat: Vec<i64> = pages.iter().flat_map(|p| ns(&p.docs)).collect();
@@ -469,7 +469,7 @@ async fn pages_walk_to_the_end_with_cursors() {
 }
 
 #[tokio::test]
-async fn a_page_reads_only_up_to_its_last_document() {
+async fn a_page_reads_up_to_the_row_after_its_last_document() {
     let f = Fixture::seeded().await;
     let mut all = f.begin();
     let a = drain(&mut stream(by_author("a", "asc", json!([]))), &mut all).unwrap();
@@ -478,8 +478,123 @@ async fn a_page_reads_only_up_to_its_last_document() {
         .page(&mut t, None, 3, None)
         .unwrap();
     assert_eq!(ns(&page.docs), ns(&a[..3]));
-    assert!(read_covers(&t, "by_author", &a[2]));
-    assert!(!read_covers(&t, "by_author", &a[3]));
+    assert!(!page.is_done);
+    // The look-ahead row is read but not returned, and the next page starts with it.
+    assert!(read_covers(&t, "by_author", &a[3]));
+    assert!(!read_covers(&t, "by_author", &a[4]));
+    let next = prepare(by_author("a", "asc", json!([])))
+        .page(&mut t, Some(&page.continue_cursor), 1, None)
+        .unwrap();
+    assert_eq!(ns(&next.docs), ns(&a[3..4]));
+}
+
+/// The documents of author `a` with `n` in `from..`, in `n` order (index `by_author_n`).
+fn a_from(from: i64, operators: Json) -> Json {
+    json!({
+        "source": {"type": "IndexRange", "indexName": "messages.by_author_n", "range": [
+            {"type": "Eq", "fieldPath": "author", "value": "a"},
+            {"type": "Gte", "fieldPath": "n", "value": int(from)}]},
+        "operators": operators
+    })
+}
+
+/// A message by `a` with `n`, as a writer outside the page's transaction inserts it.
+fn a_message(n: i64) -> Object {
+    let mut doc = message(n);
+    doc.insert("author".into(), "a".into());
+    doc
+}
+
+#[tokio::test]
+async fn a_full_page_knows_whether_it_is_the_last() {
+    let f = Fixture::seeded().await;
+    // Author `a` has n = 0, 3, …, 21; from 12 on: 12, 15, 18, 21.
+    let json = a_from(12, json!([]));
+
+    // The page ends exactly at the last row: done, with the end cursor.
+    let mut t = f.begin();
+    let page = prepare(json.clone()).page(&mut t, None, 4, None).unwrap();
+    assert_eq!(ns(&page.docs), vec![12, 15, 18, 21]);
+    assert!(page.is_done);
+    let mut t = f.begin();
+    let after = prepare(json.clone())
+        .page(&mut t, Some(&page.continue_cursor), 4, None)
+        .unwrap();
+    assert!(after.docs.is_empty() && after.is_done);
+
+    // The page ends one before the last row: not done, and the cursor resumes at that row.
+    let mut t = f.begin();
+    let page = prepare(json.clone()).page(&mut t, None, 3, None).unwrap();
+    assert_eq!(ns(&page.docs), vec![12, 15, 18]);
+    assert!(!page.is_done);
+    let mut t = f.begin();
+    let last = prepare(json.clone())
+        .page(&mut t, Some(&page.continue_cursor), 3, None)
+        .unwrap();
+    assert_eq!(ns(&last.docs), vec![21]);
+    assert!(last.is_done);
+
+    // A filter rejects every row after the page: done, and the look-ahead did not count them.
+    let below_20 = json!([{"filter": {"$lt": [{"$field": "n"}, {"$literal": int(20)}]}}]);
+    let mut t = f.begin();
+    let page = prepare(a_from(12, below_20.clone()))
+        .page(&mut t, None, 3, None)
+        .unwrap();
+    assert_eq!(ns(&page.docs), vec![12, 15, 18]);
+    assert!(page.is_done);
+    // With one row left that passes it, not done.
+    let below_22 = json!([{"filter": {"$lt": [{"$field": "n"}, {"$literal": int(22)}]}}]);
+    let mut t = f.begin();
+    let page = prepare(a_from(12, below_22))
+        .page(&mut t, None, 3, None)
+        .unwrap();
+    assert_eq!(ns(&page.docs), vec![12, 15, 18]);
+    assert!(!page.is_done);
+
+    // A limit before a filter: the look-ahead's rows count against the limit only for deciding
+    // `is_done`; the cursor carries the counts at the page's last document.
+    let limited = json!([{"limit": 4},
+        {"filter": {"$neq": [{"$field": "n"}, {"$literal": int(15)}]}}]);
+    let pages = paginate(&f, &a_from(12, limited), 1);
+    let sizes: Vec<(usize, bool)> = pages.iter().map(|p| (p.docs.len(), p.is_done)).collect();
+    assert_eq!(sizes, vec![(1, false), (1, false), (1, true)]);
+    let flat: Vec<i64> = pages.iter().flat_map(|p| ns(&p.docs)).collect();
+    assert_eq!(flat, vec![12, 18, 21]);
+}
+
+#[tokio::test]
+async fn a_done_page_reads_to_the_end_of_its_range() {
+    let below_20 = json!([{"filter": {"$lt": [{"$field": "n"}, {"$literal": int(20)}]}}]);
+    // (query, page size, done): author `a` from n = 12 has 12, 15, 18, 21.
+    let cases = [
+        // Ends at the last row.
+        (a_from(12, json!([])), 4, true),
+        // The filter rejects the only row after the page.
+        (a_from(12, below_20), 3, true),
+        // One row follows: the page reads up to it and no further.
+        (a_from(12, json!([])), 3, false),
+    ];
+    for (json, page_size, done) in cases {
+        let f = Fixture::seeded().await;
+        let mut t = f.begin();
+        let last = drain(&mut stream(a_from(21, json!([]))), &mut f.begin()).unwrap();
+        assert_eq!(ns(&last), vec![21]);
+        // Where a document with n = 1000 would go (any id will do: the key comes first).
+        let mut beyond = a_message(1_000);
+        beyond.insert("_id".into(), last[0].get("_id").unwrap().clone());
+        let page = prepare(json).page(&mut t, None, page_size, None).unwrap();
+        assert_eq!(page.is_done, done);
+        assert!(read_covers(&t, "by_author_n", &last[0]));
+        assert_eq!(read_covers(&t, "by_author_n", &beyond), done);
+
+        // A document inserted after the last row invalidates a done page (the subscription
+        // that saw `isDone: true` re-runs), and only a done one.
+        let mut w = f.begin();
+        w.insert(table(), a_message(1_000)).unwrap();
+        let from = t.read_ts();
+        let to = f.db.committer.commit(w.finish().unwrap()).await.unwrap();
+        assert_eq!(f.db.committer.changed(t.read_set(), from, to), done);
+    }
 }
 
 #[tokio::test]
