@@ -84,8 +84,8 @@ pub const ACTION_TIMEOUT_MS: u64 = 600_000;
 /// Longest the push-time analysis of one code version (importing every module) may run, in
 /// milliseconds.
 pub const FUNCTION_ANALYZE_TIMEOUT_MS: u64 = 10_000;
-/// Memory one function call may allocate in its JS runtime beyond what the thread's cached
-/// code already holds.
+/// Memory one function call may allocate in its JS runtime beyond what the thread already holds
+/// (its shared bytecode and prepared contexts).
 pub const FUNCTION_MEMORY_LIMIT_BYTES: usize = 64 << 20;
 /// JavaScript stack one call may use.
 pub const FUNCTION_STACK_LIMIT_BYTES: usize = 1 << 20;
