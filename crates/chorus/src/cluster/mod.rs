@@ -174,8 +174,20 @@ impl Node {
     }
 
     /// The peer address of node `id`, if known.
+    /// Same precedence as [`Self::known_peers`] (this node, then the groups' memberships, then
+    /// `--peers`), without building the whole map: the committer's oracle calls land here once
+    /// per commit group.
     pub(crate) fn peer_addr(&self, id: u64) -> Option<String> {
-        self.known_peers().get(&id).cloned()
+        if id == self.config.node_id {
+            return Some(self.config.peer_listen.clone());
+        }
+        // The data range's membership wins over the meta range's, as in `known_peers`.
+        for replica in [&self.data, &self.meta] {
+            if let Some(node) = replica.metrics().membership_config.get_node(&id) {
+                return Some(node.addr.clone());
+            }
+        }
+        self.config.peers.get(&id).cloned()
     }
 
     /// The client protocol address of node `id`: from the node registry, from a cache, or by
